@@ -1,0 +1,1274 @@
+"""The estimators: MLPClassifier and MLPRegressor.
+
+Orchestration only: validate, initialise, loop over epochs (one compiled call
+each), apply the stopping rule, report, and commit the result in one step.
+The numeric work lives in the kernel modules.  The control flow mirrors
+``sklearn/neural_network/_multilayer_perceptron.py`` line for line where
+scikit-learn has the behaviour, so that the same ``random_state`` gives the
+same model.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _epoch, _full_batch
+from ._activations import activation_codes
+from ._backprop import Network, kernel_input
+from ._jit import kernel_threads
+from ._losses import LOSSES, OUTPUT_ACTIVATION
+from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
+from ._params import ParamLayout, glorot_uniform
+from ._validation import (
+    FULL_BATCH_SOLVERS,
+    PARAMETER_CONSTRAINTS,
+    check_hidden_layer_sizes,
+    check_layer_shapes,
+    check_poisson_target,
+    check_sample_weight,
+    resolve_activations,
+)
+
+_LOSS_OF_OUTPUT = {act: loss for loss, act in OUTPUT_ACTIVATION.items()}
+
+
+class _OptimizerState:
+    """What a stochastic solver carries between epochs and partial_fit calls.
+
+    Arrays and plain values only: velocities (SGD) or moments (Adam), Adam's
+    update counter, and the learning-rate schedule.
+    """
+
+    def __init__(self, solver, n_params, dtype, schedule):
+        self.solver = solver
+        self.state_1 = np.zeros(n_params, dtype=dtype)
+        self.state_2 = np.zeros(n_params if solver == "adam" else 0, dtype=dtype)
+        self.t = 0
+        self.schedule = schedule
+
+    @property
+    def learning_rate(self):
+        """Current base learning rate."""
+        return self.schedule.learning_rate
+
+
+class BaseMultilayerPerceptron(BaseEstimator):
+    """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+    Not meant to be used directly.
+    """
+
+    _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
+
+    def __init__(
+        self,
+        hidden_layer_sizes,
+        activation,
+        solver,
+        alpha,
+        batch_size,
+        learning_rate,
+        learning_rate_init,
+        power_t,
+        max_iter,
+        loss,
+        shuffle,
+        random_state,
+        tol,
+        verbose,
+        warm_start,
+        momentum,
+        nesterovs_momentum,
+        early_stopping,
+        validation_fraction,
+        beta_1,
+        beta_2,
+        epsilon,
+        n_iter_no_change,
+        max_fun,
+        max_grad_norm,
+        n_jobs,
+    ):
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.max_grad_norm = max_grad_norm
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ #
+    # Structure: everything the kernels need, derived from fitted state.
+    # ------------------------------------------------------------------ #
+    def _hidden_activations(self, n_hidden):
+        return resolve_activations(self.activation, n_hidden)
+
+    def _network(self, layer_units):
+        layout = ParamLayout(layer_units)
+        names = self._hidden_activations(len(layer_units) - 2)
+        loss = _LOSS_OF_OUTPUT[self.out_activation_]
+        return Network(layout, activation_codes(names), LOSSES[loss])
+
+    def _fitted_network(self):
+        layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        network = self._network(layer_units)
+        dtype = self.coefs_[0].dtype
+        params = network.layout.pack(self.coefs_, self.intercepts_, dtype)
+        return network, params
+
+    def _init_factors(self, names):
+        """Glorot factor per weight layer: 2 for logistic layers, else 6.
+
+        scikit-learn uses one factor from its single activation for every
+        layer, output included; with one activation per layer, each hidden
+        layer uses its own and the output layer that of the last hidden layer.
+        """
+        per_hidden = [2.0 if name == "logistic" else 6.0 for name in names]
+        return per_hidden + [per_hidden[-1] if per_hidden else 6.0]
+
+    # ------------------------------------------------------------------ #
+    # Fitting
+    # ------------------------------------------------------------------ #
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        # A failed call must leave a fitted model exactly as it was: snapshot
+        # the attributes (every array below is replaced, never mutated).
+        snapshot = dict(self.__dict__)
+        try:
+            return self._fit_unsafe(X, y, sample_weight, incremental)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+
+    def _fit_unsafe(self, X, y, sample_weight, incremental):
+        hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        names = self._hidden_activations(len(hidden_layer_sizes))
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
+        first_pass = not hasattr(self, "coefs_") or (
+            not self.warm_start and not incremental
+        )
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = X.dtype
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X, dtype)
+        sample_weight = self._apply_class_weight(y, sample_weight, X, dtype, incremental)
+        if self.loss == "poisson":
+            check_poisson_target(y)
+
+        y = self._encode_target(y)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        n_outputs = y.shape[1]
+        layer_units = [X.shape[1], *hidden_layer_sizes, n_outputs]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            params = self._initialize(y, layer_units, names, dtype)
+        else:
+            check_layer_shapes(self.coefs_, self.intercepts_, layer_units)
+            params = ParamLayout(layer_units).pack(self.coefs_, self.intercepts_, dtype)
+        self.n_outputs_ = n_outputs
+        network = self._network(layer_units)
+
+        with kernel_threads(self.n_jobs):
+            if self.solver in STOCHASTIC_SOLVERS:
+                params = self._fit_stochastic(
+                    X, y, sample_weight, params, network, incremental
+                )
+            else:
+                params = self._fit_full_batch(X, y, sample_weight, params, network)
+
+        if not np.all(np.isfinite(params)):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        self.coefs_, self.intercepts_ = network.layout.unpack(params)
+        return self
+
+    def _initialize(self, y, layer_units, names, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = OUTPUT_ACTIVATION[self.loss]
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        layout = ParamLayout(layer_units)
+        params = glorot_uniform(
+            layout, self._init_factors(names), self._random_state, dtype
+        )
+        self.gradient_norms_ = np.empty((0, layout.n_layers))
+        if self.solver in STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+        return params
+
+    def _fit_stochastic(self, X, y, sample_weight, params, network, incremental):
+        layout = network.layout
+        if not incremental or not hasattr(self, "_optimizer"):
+            schedule = LearningRateSchedule(
+                self.learning_rate_init, self.learning_rate, self.power_t, self.solver
+            )
+            self._optimizer = _OptimizerState(
+                self.solver, layout.n_params, params.dtype, schedule
+            )
+        else:
+            # Continue from the previous call on copies: a failure must not
+            # leave half-updated optimizer state behind.
+            old = self._optimizer
+            self._optimizer = _OptimizerState(
+                old.solver, 0, params.dtype, old.schedule
+            )
+            self._optimizer.state_1 = old.state_1.astype(params.dtype, copy=True)
+            self._optimizer.state_2 = old.state_2.astype(params.dtype, copy=True)
+            self._optimizer.t = old.t
+            self._optimizer.schedule = _copy_schedule(old.schedule)
+        opt = self._optimizer
+        self.loss_curve_ = list(self.loss_curve_)
+        if self.validation_scores_ is not None:
+            self.validation_scores_ = list(self.validation_scores_)
+
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # Don't stratify in multilabel classification (as scikit-learn).
+            should_stratify = is_classifier(self) and self.n_outputs_ == 1
+            stratify = self._stratify_target(y) if should_stratify else None
+            X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+                X,
+                y,
+                sample_weight,
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            if self._unit_weights:
+                sw_val = None
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+            X_val = y_val = sw_val = None
+
+        n_samples = X_train.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than "
+                    "sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        Xk = kernel_input(X_train, params.dtype)
+        Y = np.ascontiguousarray(y_train, dtype=params.dtype)
+        sw = np.ascontiguousarray(sw_train, dtype=params.dtype)
+        ws, a_off, z_off, d_off, chunk_grads, chunk_losses, n_chunks = network.scratch(
+            batch_size, params.dtype, Xk[4]
+        )
+        grad = np.empty_like(params)
+        norms = np.empty(layout.n_layers, dtype=np.float64)
+        epoch_norms = []
+        best_params = params.copy() if early_stopping else None
+        solver_code = STOCHASTIC_SOLVERS[self.solver]
+        max_grad_norm = -1.0 if self.max_grad_norm is None else float(self.max_grad_norm)
+        n_iter = 0
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # Shuffle the indices, not X, exactly as scikit-learn does.
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                loss_sum, n_batches, status, adam_t = _epoch.run_epoch(
+                    *Xk,
+                    Y,
+                    sw,
+                    sample_idx,
+                    batch_size,
+                    params,
+                    layout.layer_units,
+                    layout.coef_offsets,
+                    layout.intercept_offsets,
+                    network.hidden_codes,
+                    network.loss_code,
+                    float(self.alpha),
+                    solver_code,
+                    float(opt.learning_rate),
+                    float(self.momentum),
+                    bool(self.nesterovs_momentum),
+                    float(self.beta_1),
+                    float(self.beta_2),
+                    float(self.epsilon),
+                    opt.t,
+                    opt.state_1,
+                    opt.state_2,
+                    max_grad_norm,
+                    grad,
+                    ws,
+                    a_off,
+                    z_off,
+                    d_off,
+                    chunk_grads,
+                    chunk_losses,
+                    n_chunks,
+                    norms,
+                )
+                opt.t = adam_t
+                if status != _epoch.OK or not np.all(np.isfinite(params)):
+                    raise ValueError(
+                        f"Training diverged in epoch {self.n_iter_ + 1}: the loss or "
+                        "the weights became non-finite (NaN or inf). Lower "
+                        "learning_rate_init, scale the input (e.g. StandardScaler), "
+                        "or set max_grad_norm to clip the gradients."
+                    )
+                epoch_norms.append(norms / max(n_batches, 1))
+                n_iter += 1
+                self.n_iter_ += 1
+                self.loss_ = loss_sum / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                improved = self._update_no_improvement_count(
+                    early_stopping, X_val, y_val, sw_val, network, params
+                )
+                if early_stopping and improved:
+                    best_params = params.copy()
+                opt.schedule.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    if opt.schedule.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet."
+                        % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if epoch_norms:
+            self.gradient_norms_ = np.vstack([self.gradient_norms_, *epoch_norms])
+        if early_stopping:
+            params = best_params
+        return params
+
+    def _update_no_improvement_count(self, early_stopping, X, y, sw, network, params):
+        """scikit-learn's stopping bookkeeping; returns True on a new best score."""
+        if early_stopping:
+            val_score = self._score_params(X, y, sw, network, params)
+            self.validation_scores_.append(val_score)
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            last_valid_score = self.validation_scores_[-1]
+            if last_valid_score < (self.best_validation_score_ + self.tol):
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last_valid_score > self.best_validation_score_:
+                self.best_validation_score_ = last_valid_score
+                return True
+            return False
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+        return False
+
+    def _fit_full_batch(self, X, y, sample_weight, params, network):
+        Xk = kernel_input(X, params.dtype)
+        Y = np.ascontiguousarray(y, dtype=params.dtype)
+        sw = np.ascontiguousarray(sample_weight, dtype=params.dtype)
+        objective = _full_batch.FullBatchObjective(
+            network, Xk, Y, sw, float(self.alpha), params.dtype
+        )
+        iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
+        epoch_norms = []
+
+        def callback(intermediate_result):
+            epoch_norms.append(objective.layer_grad_norms())
+
+        result = _full_batch.minimize(
+            objective,
+            params,
+            self.solver,
+            self.max_iter,
+            self.max_fun,
+            self.tol,
+            _get_additional_lbfgs_options_dict("iprint", iprint),
+            callback,
+        )
+        if self.solver == "lbfgs":
+            self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        else:
+            self.n_iter_ = min(int(result.nit), self.max_iter)
+            if result.status != 0:
+                warnings.warn(
+                    f"cg failed to converge after {self.n_iter_} iteration(s) "
+                    f"(status={result.status}):\n{result.message}\n"
+                    "Increase the number of iterations (max_iter) or scale the "
+                    "data as shown in https://scikit-learn.org/stable/modules/"
+                    "preprocessing.html",
+                    ConvergenceWarning,
+                )
+        self.loss_ = float(result.fun)
+        if epoch_norms:
+            self.gradient_norms_ = np.vstack([self.gradient_norms_, *epoch_norms])
+        return np.asarray(result.x).astype(params.dtype)
+
+    # ------------------------------------------------------------------ #
+    # Prediction
+    # ------------------------------------------------------------------ #
+    def _forward_pass_fast(self, X, check_input=True):
+        """Predicted outputs (after the output activation) for X."""
+        if check_input:
+            X = validate_data(
+                self,
+                X,
+                accept_sparse=["csr", "csc"],
+                reset=False,
+                dtype=(np.float64, np.float32),
+            )
+        network, params = self._fitted_network()
+        return self._predict_params(X, network, params)
+
+    def _predict_params(self, X, network, params):
+        with kernel_threads(self.n_jobs):
+            return network.predict(kernel_input(X, params.dtype), params)
+
+    def _score_params(self, X, y, sample_weight, network, params):
+        """Validation score of the in-training parameters ``params``."""
+        y_pred = self._decode_output(self._predict_params(X, network, params))
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return self._score_function(y, y_pred, sample_weight=sample_weight)
+
+    # ------------------------------------------------------------------ #
+    # Extras beyond scikit-learn
+    # ------------------------------------------------------------------ #
+    def loss_and_gradients(self, X, y, sample_weight=None):
+        """Objective and backprop gradient at the current weights.
+
+        The objective is exactly the one ``fit`` minimises: the
+        ``sample_weight``-weighted mean data loss plus the L2 term
+        ``alpha / 2 * ||W||^2`` divided by the weight sum, with ``X`` taken
+        as one batch.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets, in the same form as for ``fit``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        loss : float
+            The objective's value.
+        coef_grads : list of ndarray
+            Gradient with respect to each ``coefs_[i]``.
+        intercept_grads : list of ndarray
+            Gradient with respect to each ``intercepts_[i]``.
+        """
+        check_is_fitted(self)
+        network, params, Xk, Y, sw = self._objective_inputs(X, y, sample_weight)
+        grad = np.empty_like(params)
+        with kernel_threads(self.n_jobs):
+            loss = network.loss_grad(Xk, Y, sw, params, float(self.alpha), grad)
+        coef_grads, intercept_grads = network.layout.unpack(grad)
+        return float(loss), coef_grads, intercept_grads
+
+    def _objective_inputs(self, X, y, sample_weight):
+        """Validated kernel inputs for the objective at the current weights."""
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=not is_classifier(self),
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        network, params = self._fitted_network()
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X, params.dtype)
+        else:
+            sample_weight = np.ones(X.shape[0], dtype=params.dtype)
+        if is_classifier(self):
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y)
+            unseen = np.setdiff1d(unique_labels(y), self.classes_)
+            if len(unseen):
+                raise ValueError(
+                    f"y has labels {unseen} that are not in classes_ {self.classes_}."
+                )
+            y = self._label_binarizer.transform(y)
+        elif self.loss == "poisson":
+            check_poisson_target(y)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        if y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} outputs but the model has {self.n_outputs_}."
+            )
+        Xk = kernel_input(X, params.dtype)
+        Y = np.ascontiguousarray(y, dtype=params.dtype)
+        sw = np.ascontiguousarray(sample_weight, dtype=params.dtype)
+        return network, params, Xk, Y, sw
+
+    def _apply_class_weight(self, y, sample_weight, X, dtype, incremental):
+        self._unit_weights = sample_weight is None
+        if sample_weight is None:
+            sample_weight = np.ones(X.shape[0], dtype=dtype)
+        return sample_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _check_solver(self):
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic"
+                " optimizers. %s is not stochastic." % self.solver
+            )
+        return True
+
+
+def _copy_schedule(schedule):
+    new = LearningRateSchedule.__new__(LearningRateSchedule)
+    new.__dict__.update(schedule.__dict__)
+    return new
+
+
+
+class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+    """Multi-layer perceptron classifier, trained by compiled backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
+    the same parameters, attributes and methods, and for the same
+    ``random_state`` the same model (to rounding), computed by fused Numba
+    kernels in parallel over fixed chunks of each mini-batch.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : str or list of str, default='relu'
+        Activation of the hidden layers: one of 'identity', 'logistic',
+        'tanh', 'relu' (as scikit-learn) or 'leaky_relu', 'elu', 'softplus',
+        'gelu' (fastbp), or a list with one name per hidden layer.
+    solver : {'lbfgs', 'sgd', 'adam', 'cg'}, default='adam'
+        The solver: L-BFGS, SGD with (Nesterov) momentum, Adam, or (fastbp)
+        full-batch nonlinear conjugate gradient.
+    alpha : float, default=0.0001
+        Strength of the L2 regularization term, divided by the sample weight
+        sum when added to the loss.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size for the stochastic solvers; 'auto' is
+        ``min(200, n_samples)``.  ``batch_size=1`` is online learning.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Learning rate schedule for ``solver='sgd'``.
+    learning_rate_init : float, default=0.001
+        Initial learning rate of 'sgd' and 'adam'.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum number of epochs (stochastic solvers) or iterations (lbfgs, cg).
+    shuffle : bool, default=True
+        Whether to shuffle samples in each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the early-stopping split and shuffling.
+    tol : float, default=1e-4
+        Tolerance of the stopping rule.
+    verbose : bool, default=False
+        Print progress messages (scikit-learn's format).
+    warm_start : bool, default=False
+        Reuse the previous solution as initialisation.
+    momentum : float, default=0.9
+        Momentum of 'sgd'.
+    nesterovs_momentum : bool, default=True
+        Whether 'sgd' uses Nesterov's momentum.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified) and stop when
+        the validation score stops improving; the best weights are restored.
+    validation_fraction : float, default=0.1
+        Held-out fraction for early stopping.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default=1e-8
+        Adam's numerical-stability term.
+    n_iter_no_change : int, default=10
+        Epochs without improvement by ``tol`` before stopping.
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of 'lbfgs'.
+    max_grad_norm : float or None, default=None
+        If set, each mini-batch gradient is rescaled to at most this global L2
+        norm before the optimizer step (gradient clipping).
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``, with
+        scikit-learn's usual meaning.
+    n_jobs : int or None, default=None
+        Threads used by the kernels (None: all).  Results do not depend on it.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels.
+    loss_ : float
+        Current value of the objective.
+    best_loss_ : float or None
+        Minimum loss reached by the stochastic solvers.
+    loss_curve_ : list of float
+        Loss after each epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch, with early stopping.
+    best_validation_score_ : float or None
+        Best validation score, with early stopping.
+    t_ : int
+        Number of training samples seen.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` is the weight matrix between layers i and i + 1.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` is the bias vector of layer i + 1.
+    gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
+        Mean L2 norm of each layer's coefficient gradient in each epoch (or
+        iteration, for lbfgs and cg): how vanishing gradients show.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of str
+        Feature names seen during fit, when X has string column names.
+    n_iter_ : int
+        Number of epochs (or iterations) run.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of output units.
+    out_activation_ : str
+        Output activation: 'softmax', or 'logistic' (binary and multilabel).
+
+    See Also
+    --------
+    MLPRegressor : Multi-layer perceptron regressor.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from fastbp import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(max_iter=30, random_state=0).fit(X / 16, y)
+    >>> clf.score(X / 16, y) > 0.95
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        max_grad_norm=None,
+        class_weight=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            loss="log_loss",
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            max_grad_norm=max_grad_norm,
+            n_jobs=n_jobs,
+        )
+        self.class_weight = class_weight
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+
+        # Matching the scikit-learn logic: a new binarizer on a fresh fit, a
+        # class check when continuing.
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`."
+                    f" `self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        return X, y
+
+    def _encode_target(self, y):
+        # Same boolean indicator matrix as scikit-learn (used for the split).
+        return self._label_binarizer.transform(y).astype(bool)
+
+    def _stratify_target(self, y):
+        return y
+
+    def _apply_class_weight(self, y, sample_weight, X, dtype, incremental):
+        self._unit_weights = sample_weight is None and self.class_weight is None
+        if sample_weight is None:
+            sample_weight = np.ones(X.shape[0], dtype=dtype)
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit: the "
+                "class frequencies of one batch are not those of the data. Use "
+                "sklearn.utils.class_weight.compute_class_weight('balanced', "
+                "classes=classes, y=y) on the whole data and pass the result as a "
+                "dict."
+            )
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(self.classes_.tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight has labels {sorted(unknown, key=str)} that are "
+                    f"not in classes_ {self.classes_}."
+                )
+        weights = compute_sample_weight(self.class_weight, y)
+        return np.ascontiguousarray(sample_weight * weights.astype(dtype))
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron classifier.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        return self._decode_output(self._forward_pass_fast(X, check_input=check_input))
+
+    def _decode_output(self, y_pred):
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score_function(self, y, y_pred, sample_weight=None):
+        return accuracy_score(y, y_pred, sample_weight=sample_weight)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with a single epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        classes : array of shape (n_classes,), default=None
+            Classes across all calls to partial_fit; required on the first
+            call, and must equal ``classes_`` on later ones.
+
+        Returns
+        -------
+        self : object
+            Trained MLP model.
+        """
+        snapshot = dict(self.__dict__)
+        try:
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        try:
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels, or a label-indicator matrix for
+            multilabel classification).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : object
+            Returns a trained MLP model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def predict_log_proba(self, X):
+        """Return the log of probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            The predicted log-probability of each class, in the order of
+            ``classes_``.
+        """
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            The predicted probability of each class, in the order of
+            ``classes_``.
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
+    """Multi-layer perceptron regressor, trained by compiled backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor`
+    (squared error with an identity output, or the half Poisson deviance with
+    an exponential output), with the extras of :class:`MLPClassifier`.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        The loss function.  For several outputs, 'squared_error' is
+        ``0.5 * sum over outputs`` of the squared error (the function whose
+        gradient is followed; scikit-learn reports its mean over outputs).
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : str or list of str, default='relu'
+        Hidden activation(s); see :class:`MLPClassifier`.
+    solver : {'lbfgs', 'sgd', 'adam', 'cg'}, default='adam'
+        The solver.
+    alpha : float, default=0.0001
+        Strength of the L2 regularization term.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; 'auto' is ``min(200, n_samples)``.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Learning rate schedule for ``solver='sgd'``.
+    learning_rate_init : float, default=0.001
+        Initial learning rate.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum number of epochs or iterations.
+    shuffle : bool, default=True
+        Whether to shuffle samples in each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, the early-stopping split and shuffling.
+    tol : float, default=1e-4
+        Tolerance of the stopping rule.
+    verbose : bool, default=False
+        Print progress messages.
+    warm_start : bool, default=False
+        Reuse the previous solution as initialisation.
+    momentum : float, default=0.9
+        Momentum of 'sgd'.
+    nesterovs_momentum : bool, default=True
+        Whether 'sgd' uses Nesterov's momentum.
+    early_stopping : bool, default=False
+        Stop when the validation R^2 stops improving.
+    validation_fraction : float, default=0.1
+        Held-out fraction for early stopping.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default=1e-8
+        Adam's numerical-stability term.
+    n_iter_no_change : int, default=10
+        Epochs without improvement by ``tol`` before stopping.
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of 'lbfgs'.
+    max_grad_norm : float or None, default=None
+        Gradient clipping threshold (global L2 norm per mini-batch).
+    n_jobs : int or None, default=None
+        Threads used by the kernels (None: all).  Results do not depend on it.
+
+    Attributes
+    ----------
+    loss_ : float
+        Current value of the objective.
+    best_loss_ : float or None
+        Minimum loss reached by the stochastic solvers.
+    loss_curve_ : list of float
+        Loss after each epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        Validation R^2 after each epoch, with early stopping.
+    best_validation_score_ : float or None
+        Best validation score, with early stopping.
+    t_ : int
+        Number of training samples seen.
+    coefs_ : list of ndarray
+        Weight matrices.
+    intercepts_ : list of ndarray
+        Bias vectors.
+    gradient_norms_ : ndarray of shape (n_epochs, n_layers - 1)
+        Mean L2 norm of each layer's coefficient gradient per epoch.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of str
+        Feature names seen during fit, when X has string column names.
+    n_iter_ : int
+        Number of epochs (or iterations) run.
+    n_layers_ : int
+        Number of layers.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        'identity' or 'exp'.
+
+    See Also
+    --------
+    MLPClassifier : Multi-layer perceptron classifier.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from fastbp import MLPRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    >>> reg = MLPRegressor(solver="lbfgs", max_iter=500, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.99
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        max_grad_norm=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            loss=loss,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            max_grad_norm=max_grad_norm,
+            n_jobs=n_jobs,
+        )
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _encode_target(self, y):
+        return y
+
+    def _stratify_target(self, y):
+        return None
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        return self._decode_output(self._forward_pass_fast(X, check_input=check_input))
+
+    def _decode_output(self, y_pred):
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score_function(self, y, y_pred, sample_weight=None):
+        return r2_score(y, y_pred, sample_weight=sample_weight)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with a single epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            Trained MLP model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : object
+            Returns a trained MLP model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)

@@ -1,0 +1,118 @@
+"""Optimizer steps on the flat parameter vector, and learning-rate schedules.
+
+The update rules are scikit-learn's (``sklearn/neural_network/
+_stochastic_optimizers.py``), written as single loops over one flat vector:
+
+* SGD with momentum ``mu`` and learning rate ``eta``::
+
+      v <- mu v - eta g
+      p <- p + v                     (classical momentum)
+      p <- p + mu v - eta g          (Nesterov's momentum)
+
+* Adam, at update ``t`` (counted from 1)::
+
+      m <- b1 m + (1 - b1) g
+      v <- b2 v + (1 - b2) g**2
+      eta_t = eta sqrt(1 - b2**t) / (1 - b1**t)
+      p <- p - eta_t m / (sqrt(v) + eps)
+
+Gradient clipping (:func:`clip_grad_norm`) rescales the whole mini-batch
+gradient so that its global L2 norm is at most ``max_grad_norm``, before the
+step.  Learning-rate schedules act between epochs, in plain Python
+(:class:`LearningRateSchedule`).
+"""
+
+import math
+
+from ._jit import jit
+
+SGD = 0
+ADAM = 1
+
+#: Public name -> kernel code, for the stochastic solvers.
+STOCHASTIC_SOLVERS = {"sgd": SGD, "adam": ADAM}
+
+
+@jit()
+def sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
+    """One SGD step with (Nesterov) momentum, in place."""
+    for k in range(params.shape[0]):
+        g = grad[k]
+        v = momentum * velocity[k] - learning_rate * g
+        velocity[k] = v
+        if nesterov:
+            params[k] += momentum * v - learning_rate * g
+        else:
+            params[k] += v
+
+
+@jit()
+def adam_step(params, grad, m, v, t, learning_rate, beta_1, beta_2, epsilon):
+    """One Adam step at update number ``t`` (from 1), in place."""
+    lr_t = learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+    one_minus_b1 = 1.0 - beta_1
+    one_minus_b2 = 1.0 - beta_2
+    for k in range(params.shape[0]):
+        g = grad[k]
+        mk = beta_1 * m[k] + one_minus_b1 * g
+        vk = beta_2 * v[k] + one_minus_b2 * (g * g)
+        m[k] = mk
+        v[k] = vk
+        params[k] -= lr_t * mk / (math.sqrt(vk) + epsilon)
+
+
+@jit()
+def clip_grad_norm(grad, max_grad_norm):
+    """Rescale ``grad`` in place to a global L2 norm of at most ``max_grad_norm``.
+
+    Returns the norm before clipping.  ``max_grad_norm <= 0`` disables clipping.
+    """
+    sq = 0.0
+    for k in range(grad.shape[0]):
+        sq += grad[k] * grad[k]
+    norm = math.sqrt(sq)
+    if max_grad_norm > 0.0 and norm > max_grad_norm:
+        scale = max_grad_norm / norm
+        for k in range(grad.shape[0]):
+            grad[k] *= scale
+    return norm
+
+
+class LearningRateSchedule:
+    """scikit-learn's SGD learning-rate schedules, applied between epochs.
+
+    Parameters
+    ----------
+    learning_rate_init : float
+    schedule : {"constant", "invscaling", "adaptive"}
+    power_t : float
+    solver : {"sgd", "adam"}
+        Adam keeps its base learning rate constant and stops on the first
+        stall, as scikit-learn's ``AdamOptimizer`` does.
+    """
+
+    def __init__(self, learning_rate_init, schedule, power_t, solver):
+        self.learning_rate_init = float(learning_rate_init)
+        self.learning_rate = float(learning_rate_init)
+        self.schedule = schedule if solver == "sgd" else "constant"
+        self.power_t = power_t
+
+    def iteration_ends(self, time_step):
+        """Update after an epoch; ``time_step`` is the number of samples seen."""
+        if self.schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg, verbose):
+        """Return True to stop; ``adaptive`` divides the rate by 5 instead."""
+        if self.schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False

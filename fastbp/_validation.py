@@ -1,0 +1,130 @@
+"""Every check on data and hyperparameters, before any kernel runs.
+
+Compiled kernels do no bounds checks, so nothing reaches them unvalidated.
+Array-level checks reuse scikit-learn's validators so that the error types
+and messages are the ones scikit-learn users know; fastbp is stricter where
+scikit-learn is lax (negative sample weights, negative Poisson targets).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight
+
+from ._activations import HIDDEN_ACTIVATIONS
+
+SOLVERS = ("lbfgs", "sgd", "adam", "cg")
+FULL_BATCH_SOLVERS = ("lbfgs", "cg")
+
+PARAMETER_CONSTRAINTS = {
+    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
+    "solver": [StrOptions(set(SOLVERS))],
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "power_t": [Interval(Real, 0, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    "warm_start": ["boolean"],
+    "momentum": [Interval(Real, 0, 1, closed="both")],
+    "nesterovs_momentum": ["boolean"],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "beta_1": [Interval(Real, 0, 1, closed="left")],
+    "beta_2": [Interval(Real, 0, 1, closed="left")],
+    "epsilon": [Interval(Real, 0, None, closed="neither")],
+    "n_iter_no_change": [
+        Interval(Integral, 1, None, closed="left"),
+        Options(Real, {np.inf}),
+    ],
+    "max_fun": [Interval(Integral, 1, None, closed="left")],
+    "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+    "n_jobs": [None, Integral],
+}
+
+
+def check_hidden_layer_sizes(hidden_layer_sizes):
+    """Return ``hidden_layer_sizes`` as a list of positive ints."""
+    if not hasattr(hidden_layer_sizes, "__iter__"):
+        hidden_layer_sizes = [hidden_layer_sizes]
+    hidden_layer_sizes = list(hidden_layer_sizes)
+    for size in hidden_layer_sizes:
+        if not isinstance(size, Integral | np.integer) or isinstance(size, bool):
+            raise TypeError(
+                "hidden_layer_sizes must contain integers, got "
+                f"{hidden_layer_sizes!r}."
+            )
+    if np.any(np.array(hidden_layer_sizes) <= 0):
+        raise ValueError(
+            "hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes
+        )
+    return [int(s) for s in hidden_layer_sizes]
+
+
+def resolve_activations(activation, n_hidden):
+    """Return one activation name per hidden layer.
+
+    ``activation`` is a name (used for every hidden layer) or a list/tuple
+    with exactly one name per hidden layer.
+    """
+    if isinstance(activation, str):
+        return [activation] * n_hidden
+    names = list(activation)
+    if len(names) != n_hidden:
+        raise ValueError(
+            f"activation has {len(names)} entries but hidden_layer_sizes has "
+            f"{n_hidden} hidden layers; give one activation per hidden layer."
+        )
+    for name in names:
+        if not isinstance(name, str) or name not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"activation {name!r} is not supported; choose from "
+                f"{sorted(HIDDEN_ACTIVATIONS)}."
+            )
+    return names
+
+
+def check_sample_weight(sample_weight, X, dtype):
+    """Validate ``sample_weight``: finite, non-negative, positive sum.
+
+    scikit-learn's MLP accepts negative weights silently; fastbp rejects them
+    because they turn the objective into one that is not bounded below.
+    """
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=dtype, ensure_non_negative=True
+    )
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if not sample_weight.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum.")
+    return np.ascontiguousarray(sample_weight)
+
+
+def check_poisson_target(y):
+    """Reject negative targets, for which the Poisson loss is undefined."""
+    if np.any(y < 0):
+        raise ValueError(
+            "Some value(s) of y are negative which is not allowed for Poisson "
+            "regression."
+        )
+
+
+def check_layer_shapes(coefs, intercepts, layer_units):
+    """Check that existing parameters fit ``layer_units`` (warm start)."""
+    expected = list(zip(layer_units[:-1], layer_units[1:], strict=True))
+    got = [tuple(c.shape) for c in coefs]
+    if got != [tuple(e) for e in expected] or [len(b) for b in intercepts] != [
+        e[1] for e in expected
+    ]:
+        raise ValueError(
+            "The existing coefs_/intercepts_ have shapes "
+            f"{got} that do not match the layer sizes {list(layer_units)}; "
+            "warm_start and partial_fit cannot change hidden_layer_sizes, the "
+            "number of features or the number of outputs."
+        )

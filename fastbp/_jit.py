@@ -12,8 +12,21 @@ error model and the floating-point flags are the same everywhere:
   ``ninf``.  Those two would let LLVM delete ``isfinite`` checks, and fastbp
   relies on them to detect divergence inside the epoch kernel.
 * ``nogil=True``: two Python threads may train two models at once.
+
+Two weaknesses of numba's on-disk cache are closed here (:func:`_harden_cache`):
+
+* numba keys each cache file on the source file of the function alone, but a
+  kernel's machine code includes the kernels it calls from other files; fastbp
+  keys every kernel on a hash of all its kernel modules instead, so an edit
+  anywhere invalidates everything that may have inlined it;
+* two processes compiling different signatures at once (GridSearchCV workers,
+  dask workers, parallel test runs on a cold cache) can both pick the same data
+  file number and leave an index entry pointing at the other's machine code,
+  which crashes the next process that loads it.  fastbp saves cache entries
+  under an inter-process file lock, re-reading the index inside it.
 """
 
+import hashlib
 import os
 from contextlib import contextmanager
 
@@ -23,6 +36,59 @@ from contextlib import contextmanager
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
+from numba.core.caching import IndexDataCacheFile  # noqa: E402
+
+try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Modules whose compiled code can end up inside another kernel.
+_KERNEL_MODULES = (
+    "_jit.py",
+    "_activations.py",
+    "_losses.py",
+    "_backprop.py",
+    "_optimizers.py",
+    "_epoch.py",
+)
+
+
+def _kernel_source_stamp():
+    digest = hashlib.sha256()
+    for name in _KERNEL_MODULES:
+        with open(os.path.join(_PACKAGE_DIR, name), "rb") as f:
+            digest.update(f.read())
+    return ("fastbp", digest.hexdigest())
+
+
+_SOURCE_STAMP = _kernel_source_stamp()
+
+
+class _LockedIndexDataCacheFile(IndexDataCacheFile):
+    """numba's cache index, saved under an exclusive inter-process lock."""
+
+    def save(self, key, data):
+        if fcntl is None:  # pragma: no cover
+            return super().save(key, data)
+        lock_path = os.path.join(self._cache_path, self._index_name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                # The parent re-reads the index, so the data-file number it
+                # picks is not taken by a concurrent writer.
+                return super().save(key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _harden_cache(dispatcher):
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if isinstance(cache_file, IndexDataCacheFile):
+        cache_file.__class__ = _LockedIndexDataCacheFile
+        cache_file._source_stamp = _SOURCE_STAMP
+    return dispatcher
 
 #: LLVM fast-math flags used by every kernel: all but ``nnan`` and ``ninf``.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
@@ -43,13 +109,18 @@ def jit(*, parallel=False):
         ``numba.njit`` with ``cache=True``, ``nogil=True``,
         ``error_model="numpy"`` and :data:`FASTMATH`.
     """
-    return numba.njit(
+    njit = numba.njit(
         cache=True,
         nogil=True,
         error_model="numpy",
         fastmath=set(FASTMATH),
         parallel=parallel,
     )
+
+    def decorate(func):
+        return _harden_cache(njit(func))
+
+    return decorate
 
 
 def max_threads():

@@ -32,11 +32,12 @@ from numba import prange
 from ._activations import GELU, activation_derivative_from_output, activation_forward
 from ._jit import jit
 from ._losses import output_activation, output_loss_and_delta
+from ._optimizers import step_range
 
 #: Upper bound on the number of chunks a batch is split into.
 MAX_CHUNKS = 8
 #: Target number of rows per chunk.
-CHUNK_ROWS = 64
+CHUNK_ROWS = 128
 #: Rows per parallel task in prediction.
 PREDICT_ROWS = 256
 
@@ -80,6 +81,66 @@ def workspace_layout(layer_units, hidden_acts, max_rows, is_sparse):
 @jit()
 def _view(buf, start, n_rows, n_cols):
     return buf[start : start + n_rows * n_cols].reshape((n_rows, n_cols))
+
+
+#: Up to this many rows, products are hand-written loops: for online learning
+#: (one row) BLAS call overhead and its skinny-shape kernels cost more than the
+#: arithmetic.  A function of the shapes only, so results never depend on the
+#: thread count.
+SMALL_ROWS = 4
+
+
+@jit()
+def _matmul(A, B, out):
+    """``out = A @ B``."""
+    n, k = A.shape
+    if n > SMALL_ROWS:
+        np.dot(A, B, out)
+        return
+    m = B.shape[1]
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = 0.0
+        for c in range(k):
+            a = A[i, c]
+            for j in range(m):
+                out[i, j] += a * B[c, j]
+
+
+@jit()
+def _matmul_tn(A, B, out):
+    """``out = A.T @ B`` (the weight gradient: activations.T @ delta)."""
+    n = A.shape[0]
+    if n > SMALL_ROWS:
+        np.dot(A.T, B, out)
+        return
+    k = A.shape[1]
+    m = B.shape[1]
+    for c in range(k):
+        a = A[0, c]
+        for j in range(m):
+            out[c, j] = a * B[0, j]
+        for i in range(1, n):
+            a = A[i, c]
+            for j in range(m):
+                out[c, j] += a * B[i, j]
+
+
+@jit()
+def _matmul_nt(A, B, out):
+    """``out = A @ B.T`` (delta pushed down through the weights)."""
+    n = A.shape[0]
+    if n > SMALL_ROWS:
+        np.dot(A, B.T, out)
+        return
+    m = A.shape[1]
+    k = B.shape[0]
+    for i in range(n):
+        for c in range(k):
+            acc = 0.0
+            for j in range(m):
+                acc += A[i, j] * B[c, j]
+            out[i, c] = acc
 
 
 @jit()
@@ -148,7 +209,7 @@ def chunk_forward(
         if l == 0 and is_sparse:
             _sparse_rows_dot(X_data, X_indices, X_indptr, rows, W, Z)
         else:
-            np.dot(_view(ws, a_off[l], n, fi), W, Z)
+            _matmul(_view(ws, a_off[l], n, fi), W, Z)
         for i in range(n):
             for j in range(fo):
                 Z[i, j] += b[j]
@@ -158,6 +219,63 @@ def chunk_forward(
                 activation_forward(code, Z, _view(ws, z_off[l + 1], n, fo))
             else:
                 activation_forward(code, Z, empty)
+
+
+@jit()
+def backward_layer(
+    l,
+    X_data,
+    X_indices,
+    X_indptr,
+    is_sparse,
+    rows,
+    params,
+    layer_units,
+    coef_off,
+    intercept_off,
+    hidden_acts,
+    ws,
+    a_off,
+    z_off,
+    d_off,
+    cur,
+    grad,
+):
+    """Backward step through weight layer ``l`` of one chunk.
+
+    The delta of layer ``l``'s output is in delta buffer ``cur``.  Writes the
+    unnormalised ``coef_grad[l] = A[l].T @ delta`` and ``intercept_grad[l] =
+    sum_rows delta`` into ``grad``; for ``l > 0`` pushes the delta down, using
+    the weights *before* any update, into the other buffer, whose index is
+    returned.
+    """
+    n = rows.shape[0]
+    fi = layer_units[l]
+    fo = layer_units[l + 1]
+    delta = _view(ws, d_off[cur], n, fo)
+    G = _view(grad, coef_off[l], fi, fo)
+    if l == 0 and is_sparse:
+        _sparse_rows_tdot(X_data, X_indices, X_indptr, rows, delta, G)
+    else:
+        _matmul_tn(_view(ws, a_off[l], n, fi), delta, G)
+    gb = grad[intercept_off[l] : intercept_off[l] + fo]
+    gb[:] = 0.0
+    for i in range(n):
+        for j in range(fo):
+            gb[j] += delta[i, j]
+    if l == 0:
+        return cur
+    # Chain rule: push delta through W[l], then through f' of layer l.
+    below = 1 - cur
+    delta_below = _view(ws, d_off[below], n, fi)
+    _matmul_nt(delta, _view(params, coef_off[l], fi, fo), delta_below)
+    Y_l = _view(ws, a_off[l], n, fi)
+    if z_off[l] >= 0:
+        Z_l = _view(ws, z_off[l], n, fi)
+    else:
+        Z_l = ws[0:0].reshape((0, 0))
+    activation_derivative_from_output(hidden_acts[l - 1], Y_l, Z_l, delta_below)
+    return below
 
 
 @jit()
@@ -187,8 +305,76 @@ def chunk_loss_grad(
     Writes the chunk's *unnormalised* gradient ``sum_i w_i dloss_i/dparams``
     into ``grad`` (every entry is overwritten) and returns ``sum_i w_i loss_i``.
     """
-    n = rows.shape[0]
-    L = layer_units.shape[0] - 1
+    loss_sum = chunk_forward_loss(
+        X,
+        X_data,
+        X_indices,
+        X_indptr,
+        is_sparse,
+        Y,
+        sample_weight,
+        rows,
+        params,
+        layer_units,
+        coef_off,
+        intercept_off,
+        hidden_acts,
+        loss_code,
+        ws,
+        a_off,
+        z_off,
+        d_off,
+    )
+    cur = 0
+    for l in range(layer_units.shape[0] - 2, -1, -1):
+        cur = backward_layer(
+            l,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            ws,
+            a_off,
+            z_off,
+            d_off,
+            cur,
+            grad,
+        )
+    return loss_sum
+
+
+@jit()
+def chunk_forward_loss(
+    X,
+    X_data,
+    X_indices,
+    X_indptr,
+    is_sparse,
+    Y,
+    sample_weight,
+    rows,
+    params,
+    layer_units,
+    coef_off,
+    intercept_off,
+    hidden_acts,
+    loss_code,
+    ws,
+    a_off,
+    z_off,
+    d_off,
+):
+    """Forward pass and output delta (into delta buffer 0) of one chunk.
+
+    Returns ``sum_i w_i loss_i``; the matched loss/activation pair gives the
+    output delta ``w_i * (y_hat_i - y_i)``.
+    """
     chunk_forward(
         X,
         X_data,
@@ -205,44 +391,17 @@ def chunk_loss_grad(
         a_off,
         z_off,
     )
-    # Output delta: the matched loss/activation pair gives w * (y_hat - y).
+    n = rows.shape[0]
+    L = layer_units.shape[0] - 1
     n_out = layer_units[L]
-    delta = _view(ws, d_off[0], n, n_out)
-    loss_sum = output_loss_and_delta(
-        loss_code, _view(ws, a_off[L], n, n_out), Y, sample_weight, rows, delta
+    return output_loss_and_delta(
+        loss_code,
+        _view(ws, a_off[L], n, n_out),
+        Y,
+        sample_weight,
+        rows,
+        _view(ws, d_off[0], n, n_out),
     )
-    empty = ws[0:0].reshape((0, 0))
-    cur = 0
-    for l in range(L - 1, -1, -1):
-        fi = layer_units[l]
-        fo = layer_units[l + 1]
-        G = _view(grad, coef_off[l], fi, fo)
-        if l == 0 and is_sparse:
-            _sparse_rows_tdot(X_data, X_indices, X_indptr, rows, delta, G)
-        else:
-            np.dot(_view(ws, a_off[l], n, fi).T, delta, G)
-        gb = grad[intercept_off[l] : intercept_off[l] + fo]
-        gb[:] = 0.0
-        for i in range(n):
-            for j in range(fo):
-                gb[j] += delta[i, j]
-        if l > 0:
-            # Chain rule: push delta through W[l], then through f' of layer l.
-            W = _view(params, coef_off[l], fi, fo)
-            cur = 1 - cur
-            delta_below = _view(ws, d_off[cur], n, fi)
-            np.dot(delta, W.T, delta_below)
-            Y_l = _view(ws, a_off[l], n, fi)
-            if z_off[l] >= 0:
-                activation_derivative_from_output(
-                    hidden_acts[l - 1], Y_l, _view(ws, z_off[l], n, fi), delta_below
-                )
-            else:
-                activation_derivative_from_output(
-                    hidden_acts[l - 1], Y_l, empty, delta_below
-                )
-            delta = delta_below
-    return loss_sum
 
 
 @jit(parallel=True)
@@ -296,20 +455,333 @@ def _chunks_in_parallel(
         )
 
 
+@jit()
+def batch_raw_loss_grad(
+    X,
+    X_data,
+    X_indices,
+    X_indptr,
+    is_sparse,
+    Y,
+    sample_weight,
+    rows,
+    params,
+    layer_units,
+    coef_off,
+    intercept_off,
+    hidden_acts,
+    loss_code,
+    ws,
+    a_off,
+    z_off,
+    d_off,
+    chunk_grads,
+    chunk_losses,
+    n_chunks,
+):
+    """Per-chunk unnormalised gradients of a batch, in ``chunk_grads[:n_chunks]``.
+
+    Returns ``(sum_i w_i loss_i, sum_i w_i)`` over the batch.
+    """
+    if n_chunks == 1:
+        loss_sum = chunk_loss_grad(
+            X,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            Y,
+            sample_weight,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            loss_code,
+            ws[0],
+            a_off,
+            z_off,
+            d_off,
+            chunk_grads[0],
+        )
+    else:
+        _chunks_in_parallel(
+            X,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            Y,
+            sample_weight,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            loss_code,
+            ws,
+            a_off,
+            z_off,
+            d_off,
+            chunk_grads,
+            chunk_losses,
+            n_chunks,
+        )
+        loss_sum = 0.0
+        for c in range(n_chunks):
+            loss_sum += chunk_losses[c]
+    return loss_sum, weight_sum(sample_weight, rows)
+
+
+@jit()
+def weight_sum(sample_weight, rows):
+    """``sum_i sample_weight[rows[i]]``, in row order."""
+    total = 0.0
+    for i in range(rows.shape[0]):
+        total += sample_weight[rows[i]]
+    return total
+
+
+@jit()
+def inverse_weight_sum(sw_sum):
+    """``1 / sw_sum``; a batch whose weights are all zero contributes nothing."""
+    return 1.0 / sw_sum if sw_sum > 0.0 else 0.0
+
+
+@jit()
+def finish_range(chunk_grads, n_chunks, params, lo, hi, is_coef, alpha, inv_sw, grad):
+    """Normalise the gradient entries ``lo:hi`` as scikit-learn does.
+
+    ``grad[k] = (sum_c chunk_grads[c, k] + alpha * params[k]) / sw_sum`` for
+    coefficients, without the L2 term for intercepts; the chunks are summed in
+    fixed order.  ``chunk_grads[0]`` may be ``grad`` itself.  Returns the sums
+    of ``params[k]**2`` (coefficients only) and of ``grad[k]**2``.
+    """
+    # Work on slices: loops over range(lo, hi) would keep numba's negative-index
+    # wraparound and not vectorise.  Chunks are summed entry-innermost.
+    g = grad[lo:hi]
+    w = params[lo:hi]
+    m = hi - lo
+    first = chunk_grads[0, lo:hi]
+    for k in range(m):
+        g[k] = first[k]
+    for c in range(1, n_chunks):
+        other = chunk_grads[c, lo:hi]
+        for k in range(m):
+            g[k] += other[k]
+    sq_w = 0.0
+    sq_g = 0.0
+    if is_coef:
+        for k in range(m):
+            sq_w += w[k] * w[k]
+            gk = (g[k] + alpha * w[k]) * inv_sw
+            sq_g += gk * gk
+            g[k] = gk
+    else:
+        for k in range(m):
+            gk = g[k] * inv_sw
+            sq_g += gk * gk
+            g[k] = gk
+    return sq_w, sq_g
+
+
+#: Entries per block of the finishing pass; blocks never straddle layers.
+FINISH_BLOCK = 16384
+#: From this many parameters on, the finishing pass runs in parallel.
+PARALLEL_FINISH_MIN = 131072
+
+
+@jit()
+def finish_blocks(layer_units, coef_off, intercept_off):
+    """Split the parameter vector into blocks that never straddle a layer.
+
+    Returns ``(start, stop, layer, is_coef)`` arrays, one entry per block.
+    """
+    L = layer_units.shape[0] - 1
+    n_blocks = 0
+    for l in range(L):
+        n_blocks += (layer_units[l] * layer_units[l + 1] + FINISH_BLOCK - 1) // FINISH_BLOCK
+        n_blocks += (layer_units[l + 1] + FINISH_BLOCK - 1) // FINISH_BLOCK
+    start = np.empty(n_blocks, dtype=np.int64)
+    stop = np.empty(n_blocks, dtype=np.int64)
+    layer = np.empty(n_blocks, dtype=np.int64)
+    is_coef = np.empty(n_blocks, dtype=np.bool_)
+    b = 0
+    for coef in (True, False):
+        for l in range(L):
+            lo = coef_off[l] if coef else intercept_off[l]
+            size = layer_units[l] * layer_units[l + 1] if coef else layer_units[l + 1]
+            for s in range(lo, lo + size, FINISH_BLOCK):
+                start[b] = s
+                stop[b] = min(s + FINISH_BLOCK, lo + size)
+                layer[b] = l
+                is_coef[b] = coef
+                b += 1
+    return start, stop, layer, is_coef
+
+
+@jit()
+def _finish_step_block(
+    b,
+    start,
+    stop,
+    is_coef,
+    chunk_grads,
+    n_chunks,
+    params,
+    alpha,
+    inv_sw,
+    grad,
+    partial,
+    do_finish,
+    solver,
+    hyper,
+    state_1,
+    state_2,
+    scale,
+):
+    if do_finish:
+        sq_w, sq_g = finish_range(
+            chunk_grads,
+            n_chunks,
+            params,
+            start[b],
+            stop[b],
+            is_coef[b],
+            alpha,
+            inv_sw,
+            grad,
+        )
+        partial[b, 0] = sq_w
+        partial[b, 1] = sq_g
+    if solver >= 0:
+        step_range(params, grad, start[b], stop[b], solver, hyper, state_1, state_2, scale)
+
+
 @jit(parallel=True)
-def _reduce_chunks(chunk_grads, n_chunks, grad):
-    """``grad = sum_c chunk_grads[c]``, summed in fixed order per entry."""
-    n_params = grad.shape[0]
-    block = 4096
-    n_blocks = (n_params + block - 1) // block
-    for bi in prange(n_blocks):
-        lo = bi * block
-        hi = min(lo + block, n_params)
-        for k in range(lo, hi):
-            grad[k] = chunk_grads[0, k]
-        for c in range(1, n_chunks):
-            for k in range(lo, hi):
-                grad[k] += chunk_grads[c, k]
+def _finish_step_parallel(
+    start,
+    stop,
+    is_coef,
+    chunk_grads,
+    n_chunks,
+    params,
+    alpha,
+    inv_sw,
+    grad,
+    partial,
+    do_finish,
+    solver,
+    hyper,
+    state_1,
+    state_2,
+    scale,
+):
+    for b in prange(start.shape[0]):
+        _finish_step_block(
+            b,
+            start,
+            stop,
+            is_coef,
+            chunk_grads,
+            n_chunks,
+            params,
+            alpha,
+            inv_sw,
+            grad,
+            partial,
+            do_finish,
+            solver,
+            hyper,
+            state_1,
+            state_2,
+            scale,
+        )
+
+
+@jit()
+def finish_and_step(
+    chunk_grads,
+    n_chunks,
+    params,
+    layer_units,
+    coef_off,
+    intercept_off,
+    alpha,
+    inv_sw,
+    grad,
+    layer_sq,
+    do_finish,
+    solver,
+    hyper,
+    state_1,
+    state_2,
+    scale,
+):
+    """Block-wise pass over the parameters: finish the gradient, then step.
+
+    With ``do_finish``, reduces the chunk gradients into the normalised
+    ``grad`` (:func:`finish_range`); ``layer_sq[l]`` receives the squared L2
+    norm of layer ``l``'s coefficient gradient, and ``(||W||^2, ||grad||^2)``
+    is returned.  With ``solver >= 0``, then applies the optimizer step with
+    gradient ``scale * grad`` to the same block while it is in cache.  Blocks
+    run in parallel for large networks; every sum is formed in the same fixed
+    order either way, so results never depend on the thread count.
+    """
+    start, stop, layer, is_coef = finish_blocks(layer_units, coef_off, intercept_off)
+    partial = np.zeros((start.shape[0], 2), dtype=np.float64)
+    if params.shape[0] >= PARALLEL_FINISH_MIN:
+        _finish_step_parallel(
+            start,
+            stop,
+            is_coef,
+            chunk_grads,
+            n_chunks,
+            params,
+            alpha,
+            inv_sw,
+            grad,
+            partial,
+            do_finish,
+            solver,
+            hyper,
+            state_1,
+            state_2,
+            scale,
+        )
+    else:
+        for b in range(start.shape[0]):
+            _finish_step_block(
+                b,
+                start,
+                stop,
+                is_coef,
+                chunk_grads,
+                n_chunks,
+                params,
+                alpha,
+                inv_sw,
+                grad,
+                partial,
+                do_finish,
+                solver,
+                hyper,
+                state_1,
+                state_2,
+                scale,
+            )
+    sq_w = 0.0
+    sq_g = 0.0
+    if do_finish:
+        layer_sq[:] = 0.0
+        for b in range(start.shape[0]):
+            sq_w += partial[b, 0]
+            sq_g += partial[b, 1]
+            if is_coef[b]:
+                layer_sq[layer[b]] += partial[b, 1]
+    return sq_w, sq_g
 
 
 @jit()
@@ -337,6 +809,7 @@ def batch_loss_grad(
     chunk_losses,
     n_chunks,
     grad,
+    layer_sq,
 ):
     """Loss and gradient of one batch, normalised as scikit-learn does.
 
@@ -344,71 +817,52 @@ def batch_loss_grad(
     ``grad = (sum_i w_i dloss_i + alpha W) / sum_i w_i`` (intercepts are not
     penalised).  ``rows`` are the batch's sample indices, split into
     ``n_chunks`` chunks; ``ws`` and ``chunk_grads`` hold one row per chunk.
+    ``layer_sq`` receives each layer's squared coefficient-gradient norm.
     """
-    if n_chunks == 1:
-        loss_sum = chunk_loss_grad(
-            X,
-            X_data,
-            X_indices,
-            X_indptr,
-            is_sparse,
-            Y,
-            sample_weight,
-            rows,
-            params,
-            layer_units,
-            coef_off,
-            intercept_off,
-            hidden_acts,
-            loss_code,
-            ws[0],
-            a_off,
-            z_off,
-            d_off,
-            grad,
-        )
-    else:
-        _chunks_in_parallel(
-            X,
-            X_data,
-            X_indices,
-            X_indptr,
-            is_sparse,
-            Y,
-            sample_weight,
-            rows,
-            params,
-            layer_units,
-            coef_off,
-            intercept_off,
-            hidden_acts,
-            loss_code,
-            ws,
-            a_off,
-            z_off,
-            d_off,
-            chunk_grads,
-            chunk_losses,
-            n_chunks,
-        )
-        _reduce_chunks(chunk_grads, n_chunks, grad)
-        loss_sum = 0.0
-        for c in range(n_chunks):
-            loss_sum += chunk_losses[c]
-    sw_sum = 0.0
-    for i in range(rows.shape[0]):
-        sw_sum += sample_weight[rows[i]]
-    inv_sw_sum = 1.0 / sw_sum
-    # L2 penalty on coefficients only; intercepts are not penalised.
-    n_coefs = intercept_off[0]
-    sq = 0.0
-    for k in range(n_coefs):
-        w = params[k]
-        sq += w * w
-        grad[k] = (grad[k] + alpha * w) * inv_sw_sum
-    for k in range(n_coefs, grad.shape[0]):
-        grad[k] *= inv_sw_sum
-    return (loss_sum + 0.5 * alpha * sq) * inv_sw_sum
+    loss_sum, sw_sum = batch_raw_loss_grad(
+        X,
+        X_data,
+        X_indices,
+        X_indptr,
+        is_sparse,
+        Y,
+        sample_weight,
+        rows,
+        params,
+        layer_units,
+        coef_off,
+        intercept_off,
+        hidden_acts,
+        loss_code,
+        ws,
+        a_off,
+        z_off,
+        d_off,
+        chunk_grads,
+        chunk_losses,
+        n_chunks,
+    )
+    inv_sw = inverse_weight_sum(sw_sum)
+    no_state = params[:0]
+    sq_w, _ = finish_and_step(
+        chunk_grads,
+        n_chunks,
+        params,
+        layer_units,
+        coef_off,
+        intercept_off,
+        alpha,
+        inv_sw,
+        grad,
+        layer_sq,
+        True,
+        -1,
+        np.empty(0),
+        no_state,
+        no_state,
+        1.0,
+    )
+    return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 
 
 @jit(parallel=True)
@@ -542,6 +996,7 @@ class Network:
             rows.shape[0], params.dtype, Xk[4]
         )
         lay = self.layout
+        layer_sq = np.empty(lay.n_layers, dtype=np.float64)
         return batch_loss_grad(
             *Xk,
             Y,
@@ -562,6 +1017,7 @@ class Network:
             chunk_losses,
             n_chunks,
             grad,
+            layer_sq,
         )
 
     def predict(self, Xk, params):

@@ -2,10 +2,21 @@
 
 :func:`run_epoch` receives the epoch's sample order (drawn in Python from the
 estimator's RandomState, as scikit-learn shuffles), walks the mini-batches
-``order[0:b], order[b:2b], ...``, and for each one computes the batch gradient
-(:func:`fastbp._backprop.batch_loss_grad`), optionally clips it, and applies
-the optimizer step in place.  Nothing per batch returns to the interpreter;
-stopping rules, verbose output, callbacks and Ctrl-C act between calls.
+``order[0:b], order[b:2b], ...``, and for each one computes the batch gradient,
+optionally clips it, and applies the optimizer step in place.  Nothing per
+batch returns to the interpreter; stopping rules, verbose output, callbacks
+and Ctrl-C act between calls.
+
+Two paths compute the same update:
+
+* a batch of several chunks runs the chunks in parallel
+  (:func:`fastbp._backprop.batch_raw_loss_grad`), reduces and normalises their
+  gradients and steps block by block (:func:`fastbp._backprop.finish_and_step`),
+  with a second pass when clipping needs the global norm first;
+* a batch of one chunk without clipping -- online learning above all -- is
+  fused (:func:`fused_chunk_step`): each layer's gradient is normalised and
+  applied as soon as backprop has produced it (and has used that layer's
+  weights to push the delta down), while it is still in cache.
 
 A non-finite batch loss stops the epoch at once, before that batch's update,
 and is reported through the returned status.
@@ -13,13 +24,124 @@ and is reported through the returned status.
 
 import math
 
-from ._backprop import batch_loss_grad
+import numpy as np
+
+from ._backprop import (
+    backward_layer,
+    batch_raw_loss_grad,
+    chunk_forward_loss,
+    finish_and_step,
+    finish_range,
+    inverse_weight_sum,
+    weight_sum,
+)
 from ._jit import jit
-from ._optimizers import ADAM, adam_step, clip_grad_norm, sgd_step
+from ._optimizers import (
+    ADAM,
+    ADAM_LR_T,
+    BETA_1,
+    BETA_2,
+    LEARNING_RATE,
+    adam_learning_rate,
+    step_range,
+)
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
 NON_FINITE_LOSS = 1
+
+
+@jit()
+def fused_chunk_step(
+    X,
+    X_data,
+    X_indices,
+    X_indptr,
+    is_sparse,
+    Y,
+    sample_weight,
+    rows,
+    params,
+    layer_units,
+    coef_off,
+    intercept_off,
+    hidden_acts,
+    loss_code,
+    alpha,
+    ws,
+    a_off,
+    z_off,
+    d_off,
+    grad,
+    solver,
+    hyper,
+    state_1,
+    state_2,
+    layer_sq,
+):
+    """Forward, backward and optimizer step of a one-chunk batch, fused.
+
+    Returns the batch loss (as :func:`fastbp._backprop.batch_loss_grad`);
+    if the data loss is not finite, returns it before touching ``params``.
+    """
+    loss_sum = chunk_forward_loss(
+        X,
+        X_data,
+        X_indices,
+        X_indptr,
+        is_sparse,
+        Y,
+        sample_weight,
+        rows,
+        params,
+        layer_units,
+        coef_off,
+        intercept_off,
+        hidden_acts,
+        loss_code,
+        ws,
+        a_off,
+        z_off,
+        d_off,
+    )
+    if not math.isfinite(loss_sum):
+        return loss_sum
+    inv_sw = inverse_weight_sum(weight_sum(sample_weight, rows))
+    raw = grad.reshape((1, grad.shape[0]))
+    sq_w = 0.0
+    cur = 0
+    for l in range(layer_units.shape[0] - 2, -1, -1):
+        cur = backward_layer(
+            l,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            ws,
+            a_off,
+            z_off,
+            d_off,
+            cur,
+            grad,
+        )
+        # Layer l's weights have been used; normalise its gradient and step.
+        lo = coef_off[l]
+        hi = lo + layer_units[l] * layer_units[l + 1]
+        sq_w_l, sq_g_l = finish_range(raw, 1, params, lo, hi, True, alpha, inv_sw, grad)
+        sq_w += sq_w_l
+        layer_sq[l] = sq_g_l
+        step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, 1.0)
+        lo = intercept_off[l]
+        hi = lo + layer_units[l + 1]
+        finish_range(raw, 1, params, lo, hi, False, alpha, inv_sw, grad)
+        step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, 1.0)
+    return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 
 
 @jit()
@@ -41,12 +163,7 @@ def run_epoch(
     loss_code,
     alpha,
     solver,
-    learning_rate,
-    momentum,
-    nesterov,
-    beta_1,
-    beta_2,
-    epsilon,
+    hyper,
     adam_t,
     state_1,
     state_2,
@@ -63,11 +180,13 @@ def run_epoch(
 ):
     """Train one epoch in place.
 
-    ``state_1``/``state_2`` are the SGD velocity (``state_2`` unused) or Adam's
-    first and second moments.  ``ws``/``chunk_grads``/``n_chunks`` are sized
-    for full batches (the shorter last batch fits in them).
-    ``layer_grad_norms`` receives the sum over batches of each layer's
-    coefficient-gradient L2 norm (before clipping).
+    ``hyper`` holds the optimizer's hyperparameters (see
+    :mod:`fastbp._optimizers`); ``state_1``/``state_2`` are the SGD velocity
+    (``state_2`` unused) or Adam's moments; ``adam_t`` is Adam's update count
+    so far.  ``ws``/``chunk_grads``/``n_chunks`` are sized for full batches
+    (the shorter last batch fits in them).  ``max_grad_norm <= 0`` disables
+    clipping.  ``layer_grad_norms`` receives the sum over batches of each
+    layer's coefficient-gradient L2 norm (before clipping).
 
     Returns
     -------
@@ -82,6 +201,7 @@ def run_epoch(
     """
     n = order.shape[0]
     n_layers = layer_units.shape[0] - 1
+    layer_sq = np.empty(n_layers, dtype=np.float64)
     layer_grad_norms[:] = 0.0
     loss_sum = 0.0
     n_batches = 0
@@ -91,50 +211,117 @@ def run_epoch(
         rows = order[start:stop]
         # The last, shorter batch reuses the same chunk capacity.
         batch_n_chunks = min(n_chunks, stop - start)
-        loss = batch_loss_grad(
-            X,
-            X_data,
-            X_indices,
-            X_indptr,
-            is_sparse,
-            Y,
-            sample_weight,
-            rows,
-            params,
-            layer_units,
-            coef_off,
-            intercept_off,
-            hidden_acts,
-            loss_code,
-            alpha,
-            ws,
-            a_off,
-            z_off,
-            d_off,
-            chunk_grads,
-            chunk_losses,
-            batch_n_chunks,
-            grad,
-        )
-        if not math.isfinite(loss):
-            return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
-        loss_sum += loss * (stop - start)
-        for l in range(n_layers):
-            sq = 0.0
-            lo = coef_off[l]
-            hi = lo + layer_units[l] * layer_units[l + 1]
-            for k in range(lo, hi):
-                sq += grad[k] * grad[k]
-            layer_grad_norms[l] += math.sqrt(sq)
-        if max_grad_norm > 0.0:
-            clip_grad_norm(grad, max_grad_norm)
+        if solver == ADAM:
+            t = adam_t + 1
+            hyper[ADAM_LR_T] = adam_learning_rate(
+                hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], t
+            )
+        if batch_n_chunks == 1 and max_grad_norm <= 0.0:
+            loss = fused_chunk_step(
+                X,
+                X_data,
+                X_indices,
+                X_indptr,
+                is_sparse,
+                Y,
+                sample_weight,
+                rows,
+                params,
+                layer_units,
+                coef_off,
+                intercept_off,
+                hidden_acts,
+                loss_code,
+                alpha,
+                ws[0],
+                a_off,
+                z_off,
+                d_off,
+                grad,
+                solver,
+                hyper,
+                state_1,
+                state_2,
+                layer_sq,
+            )
+            if not math.isfinite(loss):
+                return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
+        else:
+            data_loss, sw_sum = batch_raw_loss_grad(
+                X,
+                X_data,
+                X_indices,
+                X_indptr,
+                is_sparse,
+                Y,
+                sample_weight,
+                rows,
+                params,
+                layer_units,
+                coef_off,
+                intercept_off,
+                hidden_acts,
+                loss_code,
+                ws,
+                a_off,
+                z_off,
+                d_off,
+                chunk_grads,
+                chunk_losses,
+                batch_n_chunks,
+            )
+            if not math.isfinite(data_loss):
+                return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
+            inv_sw = inverse_weight_sum(sw_sum)
+            clip = max_grad_norm > 0.0
+            # Without clipping, each block is finished and stepped in one pass;
+            # clipping needs the global norm first, so it takes two.
+            sq_w, sq_g = finish_and_step(
+                chunk_grads,
+                batch_n_chunks,
+                params,
+                layer_units,
+                coef_off,
+                intercept_off,
+                alpha,
+                inv_sw,
+                grad,
+                layer_sq,
+                True,
+                -1 if clip else solver,
+                hyper,
+                state_1,
+                state_2,
+                1.0,
+            )
+            loss = (data_loss + 0.5 * alpha * sq_w) * inv_sw
+            if clip:
+                # Rescale to a global L2 norm of at most max_grad_norm.
+                norm = math.sqrt(sq_g)
+                scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
+                finish_and_step(
+                    chunk_grads,
+                    batch_n_chunks,
+                    params,
+                    layer_units,
+                    coef_off,
+                    intercept_off,
+                    alpha,
+                    inv_sw,
+                    grad,
+                    layer_sq,
+                    False,
+                    solver,
+                    hyper,
+                    state_1,
+                    state_2,
+                    scale,
+                )
         if solver == ADAM:
             adam_t += 1
-            adam_step(
-                params, grad, state_1, state_2, adam_t, learning_rate, beta_1, beta_2, epsilon
-            )
-        else:
-            sgd_step(params, grad, state_1, learning_rate, momentum, nesterov)
+        loss_sum += loss * (stop - start)
+        for l in range(n_layers):
+            layer_grad_norms[l] += math.sqrt(layer_sq[l])
         n_batches += 1
         start = stop
     return loss_sum, n_batches, OK, adam_t

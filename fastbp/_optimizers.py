@@ -24,6 +24,8 @@ step.  Learning-rate schedules act between epochs, in plain Python
 
 import math
 
+import numpy as np
+
 from ._jit import jit
 
 SGD = 0
@@ -33,32 +35,86 @@ ADAM = 1
 STOCHASTIC_SOLVERS = {"sgd": SGD, "adam": ADAM}
 
 
+# Layout of the ``hyper`` array the epoch kernel passes to :func:`step_range`.
+LEARNING_RATE = 0
+MOMENTUM = 1
+NESTEROV = 2
+BETA_1 = 3
+BETA_2 = 4
+EPSILON = 5
+#: Adam's bias-corrected step size of the current update.
+ADAM_LR_T = 6
+N_HYPER = 7
+
+
+@jit()
+def adam_learning_rate(learning_rate, beta_1, beta_2, t):
+    """Adam's step size at update ``t``: ``eta sqrt(1 - b2**t) / (1 - b1**t)``."""
+    return learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+
+
+@jit()
+def step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, scale):
+    """Apply the optimizer step to entries ``lo:hi`` with gradient ``scale * grad``.
+
+    ``state_1``/``state_2`` are SGD's velocity (``state_2`` unused) or Adam's
+    moments; ``hyper`` holds the values indexed by :data:`LEARNING_RATE` etc.
+    """
+    # Slices first: loops over range(lo, hi) would not vectorise in numba.
+    p = params[lo:hi]
+    g = grad[lo:hi]
+    s1 = state_1[lo:hi]
+    m = hi - lo
+    if solver == ADAM:
+        s2 = state_2[lo:hi]
+        lr_t = hyper[ADAM_LR_T]
+        b1 = hyper[BETA_1]
+        b2 = hyper[BETA_2]
+        eps = hyper[EPSILON]
+        one_minus_b1 = 1.0 - b1
+        one_minus_b2 = 1.0 - b2
+        for k in range(m):
+            gk = scale * g[k]
+            mk = b1 * s1[k] + one_minus_b1 * gk
+            vk = b2 * s2[k] + one_minus_b2 * (gk * gk)
+            s1[k] = mk
+            s2[k] = vk
+            p[k] -= lr_t * mk / (math.sqrt(vk) + eps)
+    else:
+        lr = hyper[LEARNING_RATE]
+        mu = hyper[MOMENTUM]
+        if hyper[NESTEROV] != 0.0:
+            for k in range(m):
+                gk = scale * g[k]
+                v = mu * s1[k] - lr * gk
+                s1[k] = v
+                p[k] += mu * v - lr * gk
+        else:
+            for k in range(m):
+                v = mu * s1[k] - lr * (scale * g[k])
+                s1[k] = v
+                p[k] += v
+
+
 @jit()
 def sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
-    """One SGD step with (Nesterov) momentum, in place."""
-    for k in range(params.shape[0]):
-        g = grad[k]
-        v = momentum * velocity[k] - learning_rate * g
-        velocity[k] = v
-        if nesterov:
-            params[k] += momentum * v - learning_rate * g
-        else:
-            params[k] += v
+    """One SGD step with (Nesterov) momentum on the whole vector, in place."""
+    hyper = np.zeros(N_HYPER)
+    hyper[LEARNING_RATE] = learning_rate
+    hyper[MOMENTUM] = momentum
+    hyper[NESTEROV] = 1.0 if nesterov else 0.0
+    step_range(params, grad, 0, params.shape[0], SGD, hyper, velocity, velocity[:0], 1.0)
 
 
 @jit()
 def adam_step(params, grad, m, v, t, learning_rate, beta_1, beta_2, epsilon):
-    """One Adam step at update number ``t`` (from 1), in place."""
-    lr_t = learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
-    one_minus_b1 = 1.0 - beta_1
-    one_minus_b2 = 1.0 - beta_2
-    for k in range(params.shape[0]):
-        g = grad[k]
-        mk = beta_1 * m[k] + one_minus_b1 * g
-        vk = beta_2 * v[k] + one_minus_b2 * (g * g)
-        m[k] = mk
-        v[k] = vk
-        params[k] -= lr_t * mk / (math.sqrt(vk) + epsilon)
+    """One Adam step at update number ``t`` (from 1) on the whole vector, in place."""
+    hyper = np.zeros(N_HYPER)
+    hyper[BETA_1] = beta_1
+    hyper[BETA_2] = beta_2
+    hyper[EPSILON] = epsilon
+    hyper[ADAM_LR_T] = adam_learning_rate(learning_rate, beta_1, beta_2, t)
+    step_range(params, grad, 0, params.shape[0], ADAM, hyper, m, v, 1.0)
 
 
 @jit()

@@ -147,6 +147,26 @@ def resolve_n_jobs(n_jobs):
     return max(1, min(int(n_jobs), n_max))
 
 
+_blas_controller = None
+
+
+def _blas():
+    """A cached threadpoolctl controller that sees scipy's BLAS.
+
+    njit's ``np.dot`` calls scipy's BLAS, a different library from numpy's; it
+    is loaded lazily and threadpoolctl only controls loaded libraries, so it is
+    imported first.  Building a controller scans the process (milliseconds);
+    limiting through a cached one costs microseconds.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    return _blas_controller
+
+
 @contextmanager
 def kernel_threads(n_jobs):
     """Run a block with ``n_jobs`` kernel threads and a single BLAS thread.
@@ -155,16 +175,10 @@ def kernel_threads(n_jobs):
     stay single-threaded so the two do not oversubscribe the cores.  The numba
     thread count is thread-local and is restored on exit.
     """
-    from threadpoolctl import threadpool_limits
-
-    # njit's np.dot calls scipy's BLAS, a different library from numpy's; it is
-    # loaded lazily and threadpoolctl only limits loaded libraries.
-    import scipy.linalg.cython_blas  # noqa: F401
-
     previous = numba.get_num_threads()
     numba.set_num_threads(resolve_n_jobs(n_jobs))
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas().limit(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)

@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -35,7 +35,7 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _epoch, _full_batch
+from . import _epoch, _full_batch, _optimizers
 from ._activations import activation_codes
 from ._backprop import Network, kernel_input
 from ._jit import kernel_threads
@@ -339,7 +339,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
             for _ in range(self.max_iter):
                 if self.shuffle:
                     # Shuffle the indices, not X, exactly as scikit-learn does.
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # (sklearn.utils.shuffle's draw, without its validation).
+                    perm = np.arange(n_samples)
+                    self._random_state.shuffle(perm)
+                    sample_idx = sample_idx[perm]
                 loss_sum, n_batches, status, adam_t = _epoch.run_epoch(
                     *Xk,
                     Y,
@@ -354,12 +357,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     network.loss_code,
                     float(self.alpha),
                     solver_code,
-                    float(opt.learning_rate),
-                    float(self.momentum),
-                    bool(self.nesterovs_momentum),
-                    float(self.beta_1),
-                    float(self.beta_2),
-                    float(self.epsilon),
+                    self._optimizer_hyper(opt),
                     opt.t,
                     opt.state_1,
                     opt.state_2,
@@ -431,6 +429,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if early_stopping:
             params = best_params
         return params
+
+    def _optimizer_hyper(self, opt):
+        """The optimizer's hyperparameters, in the layout the epoch kernel reads."""
+        hyper = np.zeros(_optimizers.N_HYPER)
+        hyper[_optimizers.LEARNING_RATE] = opt.learning_rate
+        hyper[_optimizers.MOMENTUM] = self.momentum
+        hyper[_optimizers.NESTEROV] = float(bool(self.nesterovs_momentum))
+        hyper[_optimizers.BETA_1] = self.beta_1
+        hyper[_optimizers.BETA_2] = self.beta_2
+        hyper[_optimizers.EPSILON] = self.epsilon
+        return hyper
 
     def _update_no_improvement_count(self, early_stopping, X, y, sw, network, params):
         """scikit-learn's stopping bookkeeping; returns True on a new best score."""

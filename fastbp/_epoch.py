@@ -7,16 +7,11 @@ optionally clips it, and applies the optimizer step in place.  Nothing per
 batch returns to the interpreter; stopping rules, verbose output, callbacks
 and Ctrl-C act between calls.
 
-Two paths compute the same update:
-
-* a batch of several chunks runs the chunks in parallel
-  (:func:`fastbp._backprop.batch_raw_loss_grad`), reduces and normalises their
-  gradients and steps block by block (:func:`fastbp._backprop.finish_and_step`),
-  with a second pass when clipping needs the global norm first;
-* a batch of one chunk without clipping -- online learning above all -- is
-  fused (:func:`fused_chunk_step`): each layer's gradient is normalised and
-  applied as soon as backprop has produced it (and has used that layer's
-  weights to push the delta down), while it is still in cache.
+Per batch, the chunks run in parallel
+(:func:`fastbp._backprop.batch_raw_loss_grad`), then one block-wise pass
+(:func:`fastbp._backprop.finish_and_step`) reduces and normalises their
+gradients and applies the step to each block while it is in cache; clipping
+needs the global norm first, so it takes a second pass.
 
 A non-finite batch loss stops the epoch at once, before that batch's update,
 and is reported through the returned status.
@@ -27,13 +22,9 @@ import math
 import numpy as np
 
 from ._backprop import (
-    backward_layer,
     batch_raw_loss_grad,
-    chunk_forward_loss,
     finish_and_step,
-    finish_range,
     inverse_weight_sum,
-    weight_sum,
 )
 from ._jit import jit
 from ._optimizers import (
@@ -43,105 +34,11 @@ from ._optimizers import (
     BETA_2,
     LEARNING_RATE,
     adam_learning_rate,
-    step_range,
 )
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
 NON_FINITE_LOSS = 1
-
-
-@jit()
-def fused_chunk_step(
-    X,
-    X_data,
-    X_indices,
-    X_indptr,
-    is_sparse,
-    Y,
-    sample_weight,
-    rows,
-    params,
-    layer_units,
-    coef_off,
-    intercept_off,
-    hidden_acts,
-    loss_code,
-    alpha,
-    ws,
-    a_off,
-    z_off,
-    d_off,
-    grad,
-    solver,
-    hyper,
-    state_1,
-    state_2,
-    layer_sq,
-):
-    """Forward, backward and optimizer step of a one-chunk batch, fused.
-
-    Returns the batch loss (as :func:`fastbp._backprop.batch_loss_grad`);
-    if the data loss is not finite, returns it before touching ``params``.
-    """
-    loss_sum = chunk_forward_loss(
-        X,
-        X_data,
-        X_indices,
-        X_indptr,
-        is_sparse,
-        Y,
-        sample_weight,
-        rows,
-        params,
-        layer_units,
-        coef_off,
-        intercept_off,
-        hidden_acts,
-        loss_code,
-        ws,
-        a_off,
-        z_off,
-        d_off,
-    )
-    if not math.isfinite(loss_sum):
-        return loss_sum
-    inv_sw = inverse_weight_sum(weight_sum(sample_weight, rows))
-    raw = grad.reshape((1, grad.shape[0]))
-    sq_w = 0.0
-    cur = 0
-    for l in range(layer_units.shape[0] - 2, -1, -1):
-        cur = backward_layer(
-            l,
-            X_data,
-            X_indices,
-            X_indptr,
-            is_sparse,
-            rows,
-            params,
-            layer_units,
-            coef_off,
-            intercept_off,
-            hidden_acts,
-            ws,
-            a_off,
-            z_off,
-            d_off,
-            cur,
-            grad,
-        )
-        # Layer l's weights have been used; normalise its gradient and step.
-        lo = coef_off[l]
-        hi = lo + layer_units[l] * layer_units[l + 1]
-        sq_w_l, sq_g_l = finish_range(raw, 1, params, lo, hi, True, alpha, inv_sw, grad)
-        sq_w += sq_w_l
-        layer_sq[l] = sq_g_l
-        step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, 1.0)
-        lo = intercept_off[l]
-        hi = lo + layer_units[l + 1]
-        finish_range(raw, 1, params, lo, hi, False, alpha, inv_sw, grad)
-        step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, 1.0)
-    return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 
 
 @jit()
@@ -198,6 +95,7 @@ def run_epoch(
         :data:`OK` or :data:`NON_FINITE_LOSS`.
     adam_t : int
         Adam's update counter after the epoch.
+
     """
     n = order.shape[0]
     n_layers = layer_units.shape[0] - 1
@@ -216,67 +114,59 @@ def run_epoch(
             hyper[ADAM_LR_T] = adam_learning_rate(
                 hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], t
             )
-        if batch_n_chunks == 1 and max_grad_norm <= 0.0:
-            loss = fused_chunk_step(
-                X,
-                X_data,
-                X_indices,
-                X_indptr,
-                is_sparse,
-                Y,
-                sample_weight,
-                rows,
-                params,
-                layer_units,
-                coef_off,
-                intercept_off,
-                hidden_acts,
-                loss_code,
-                alpha,
-                ws[0],
-                a_off,
-                z_off,
-                d_off,
-                grad,
-                solver,
-                hyper,
-                state_1,
-                state_2,
-                layer_sq,
-            )
-            if not math.isfinite(loss):
-                return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
-        else:
-            data_loss, sw_sum = batch_raw_loss_grad(
-                X,
-                X_data,
-                X_indices,
-                X_indptr,
-                is_sparse,
-                Y,
-                sample_weight,
-                rows,
-                params,
-                layer_units,
-                coef_off,
-                intercept_off,
-                hidden_acts,
-                loss_code,
-                ws,
-                a_off,
-                z_off,
-                d_off,
-                chunk_grads,
-                chunk_losses,
-                batch_n_chunks,
-            )
-            if not math.isfinite(data_loss):
-                return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
-            inv_sw = inverse_weight_sum(sw_sum)
-            clip = max_grad_norm > 0.0
-            # Without clipping, each block is finished and stepped in one pass;
-            # clipping needs the global norm first, so it takes two.
-            sq_w, sq_g = finish_and_step(
+        data_loss, sw_sum = batch_raw_loss_grad(
+            X,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            Y,
+            sample_weight,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            loss_code,
+            ws,
+            a_off,
+            z_off,
+            d_off,
+            chunk_grads,
+            chunk_losses,
+            batch_n_chunks,
+        )
+        if not math.isfinite(data_loss):
+            return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
+        inv_sw = inverse_weight_sum(sw_sum)
+        clip = max_grad_norm > 0.0
+        # Without clipping, each block is finished and stepped in one pass;
+        # clipping needs the global norm first, so it takes two.
+        sq_w, sq_g = finish_and_step(
+            chunk_grads,
+            batch_n_chunks,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            alpha,
+            inv_sw,
+            grad,
+            layer_sq,
+            True,
+            -1 if clip else solver,
+            hyper,
+            state_1,
+            state_2,
+            1.0,
+        )
+        loss = (data_loss + 0.5 * alpha * sq_w) * inv_sw
+        if clip:
+            # Rescale to a global L2 norm of at most max_grad_norm.
+            norm = math.sqrt(sq_g)
+            scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
+            finish_and_step(
                 chunk_grads,
                 batch_n_chunks,
                 params,
@@ -287,36 +177,13 @@ def run_epoch(
                 inv_sw,
                 grad,
                 layer_sq,
-                True,
-                -1 if clip else solver,
+                False,
+                solver,
                 hyper,
                 state_1,
                 state_2,
-                1.0,
+                scale,
             )
-            loss = (data_loss + 0.5 * alpha * sq_w) * inv_sw
-            if clip:
-                # Rescale to a global L2 norm of at most max_grad_norm.
-                norm = math.sqrt(sq_g)
-                scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
-                finish_and_step(
-                    chunk_grads,
-                    batch_n_chunks,
-                    params,
-                    layer_units,
-                    coef_off,
-                    intercept_off,
-                    alpha,
-                    inv_sw,
-                    grad,
-                    layer_sq,
-                    False,
-                    solver,
-                    hyper,
-                    state_1,
-                    state_2,
-                    scale,
-                )
         if solver == ADAM:
             adam_t += 1
         loss_sum += loss * (stop - start)

@@ -48,6 +48,13 @@ try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
 except ImportError:  # pragma: no cover
     fcntl = None
 
+# Two Python threads may fit two models at once: only the tbb and omp threading
+# layers are safe for concurrent parallel regions (workqueue aborts).  Unless
+# the user chose a layer, ask numba for a thread-safe one; it raises a clear
+# error at the first parallel call if neither is installed.
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "threadsafe"
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: Modules whose compiled code can end up inside another kernel.
 _KERNEL_MODULES = (

@@ -602,7 +602,9 @@ def finish_blocks(layer_units, coef_off, intercept_off):
     L = layer_units.shape[0] - 1
     n_blocks = 0
     for l in range(L):
-        n_blocks += (layer_units[l] * layer_units[l + 1] + FINISH_BLOCK - 1) // FINISH_BLOCK
+        n_blocks += (
+            layer_units[l] * layer_units[l + 1] + FINISH_BLOCK - 1
+        ) // FINISH_BLOCK
         n_blocks += (layer_units[l + 1] + FINISH_BLOCK - 1) // FINISH_BLOCK
     start = np.empty(n_blocks, dtype=np.int64)
     stop = np.empty(n_blocks, dtype=np.int64)
@@ -657,7 +659,9 @@ def _finish_step_block(
         partial[b, 0] = sq_w
         partial[b, 1] = sq_g
     if solver >= 0:
-        step_range(params, grad, start[b], stop[b], solver, hyper, state_1, state_2, scale)
+        step_range(
+            params, grad, start[b], stop[b], solver, hyper, state_1, state_2, scale
+        )
 
 
 @jit(parallel=True)
@@ -956,6 +960,7 @@ class Network:
         Activation code of each hidden layer.
     loss_code : int
         Loss code (which fixes the output activation).
+
     """
 
     def __init__(self, layout, hidden_codes, loss_code):

@@ -28,6 +28,7 @@ class FullBatchObjective:
     alpha : float
     dtype : numpy dtype
         The model's dtype.
+
     """
 
     def __init__(self, network, Xk, Y, sample_weight, alpha, dtype):
@@ -55,7 +56,10 @@ class FullBatchObjective:
         """L2 norm of each layer's coefficient gradient at the last evaluation."""
         layout = self.network.layout
         return np.array(
-            [np.linalg.norm(layout.coef_view(self.grad, i)) for i in range(layout.n_layers)]
+            [
+                np.linalg.norm(layout.coef_view(self.grad, i))
+                for i in range(layout.n_layers)
+            ]
         )
 
 
@@ -80,6 +84,7 @@ def minimize(objective, x0, method, max_iter, max_fun, tol, lbfgs_options, callb
     Returns
     -------
     scipy.optimize.OptimizeResult
+
     """
     x0 = np.asarray(x0, dtype=np.float64)
     if method == "lbfgs":

@@ -52,7 +52,10 @@ except ImportError:  # pragma: no cover
 # layers are safe for concurrent parallel regions (workqueue aborts).  Unless
 # the user chose a layer, ask numba for a thread-safe one; it raises a clear
 # error at the first parallel call if neither is installed.
-if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+if (
+    "NUMBA_THREADING_LAYER" not in os.environ
+    and numba.config.THREADING_LAYER == "default"
+):
     numba.config.THREADING_LAYER = "threadsafe"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -102,6 +105,7 @@ def _harden_cache(dispatcher):
         cache_file._source_stamp = _SOURCE_STAMP
     return dispatcher
 
+
 #: LLVM fast-math flags used by every kernel: all but ``nnan`` and ``ninf``.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -120,6 +124,7 @@ def jit(*, parallel=False):
     decorator : callable
         ``numba.njit`` with ``cache=True``, ``nogil=True``,
         ``error_model="numpy"`` and :data:`FASTMATH`.
+
     """
     njit = numba.njit(
         cache=True,

@@ -108,6 +108,7 @@ def output_loss_and_delta(loss_code, Z, Y, sample_weight, rows, delta):
     -------
     loss_sum : float
         ``sum_i sample_weight_i * loss_i`` over the chunk.
+
     """
     n, m = Z.shape
     loss_sum = 0.0

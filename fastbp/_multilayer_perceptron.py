@@ -43,7 +43,6 @@ from ._losses import LOSSES, OUTPUT_ACTIVATION
 from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
 from ._params import ParamLayout, glorot_uniform
 from ._validation import (
-    FULL_BATCH_SOLVERS,
     PARAMETER_CONSTRAINTS,
     check_hidden_layer_sizes,
     check_layer_shapes,
@@ -195,7 +194,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
         dtype = X.dtype
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype)
-        sample_weight = self._apply_class_weight(y, sample_weight, X, dtype, incremental)
+        sample_weight = self._apply_class_weight(
+            y, sample_weight, X, dtype, incremental
+        )
         if self.loss == "poisson":
             check_poisson_target(y)
 
@@ -272,9 +273,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             # Continue from the previous call on copies: a failure must not
             # leave half-updated optimizer state behind.
             old = self._optimizer
-            self._optimizer = _OptimizerState(
-                old.solver, 0, params.dtype, old.schedule
-            )
+            self._optimizer = _OptimizerState(old.solver, 0, params.dtype, old.schedule)
             self._optimizer.state_1 = old.state_1.astype(params.dtype, copy=True)
             self._optimizer.state_2 = old.state_2.astype(params.dtype, copy=True)
             self._optimizer.t = old.t
@@ -333,7 +332,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
         epoch_norms = []
         best_params = params.copy() if early_stopping else None
         solver_code = STOCHASTIC_SOLVERS[self.solver]
-        max_grad_norm = -1.0 if self.max_grad_norm is None else float(self.max_grad_norm)
+        max_grad_norm = (
+            -1.0 if self.max_grad_norm is None else float(self.max_grad_norm)
+        )
         n_iter = 0
         try:
             for _ in range(self.max_iter):
@@ -561,6 +562,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             Gradient with respect to each ``coefs_[i]``.
         intercept_grads : list of ndarray
             Gradient with respect to each ``intercepts_[i]``.
+
         """
         check_is_fitted(self)
         network, params, Xk, Y, sw = self._objective_inputs(X, y, sample_weight)
@@ -633,7 +635,6 @@ def _copy_schedule(schedule):
     new = LearningRateSchedule.__new__(LearningRateSchedule)
     new.__dict__.update(schedule.__dict__)
     return new
-
 
 
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
@@ -753,6 +754,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     >>> clf = MLPClassifier(max_iter=30, random_state=0).fit(X / 16, y)
     >>> clf.score(X / 16, y) > 0.95
     True
+
     """
 
     _parameter_constraints: dict = {
@@ -898,6 +900,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
+
         """
         check_is_fitted(self)
         return self._predict(X)
@@ -934,6 +937,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
             Trained MLP model.
+
         """
         snapshot = dict(self.__dict__)
         try:
@@ -972,6 +976,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
             Returns a trained MLP model.
+
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
@@ -988,6 +993,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         log_y_prob : ndarray of shape (n_samples, n_classes)
             The predicted log-probability of each class, in the order of
             ``classes_``.
+
         """
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
@@ -1005,6 +1011,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         y_prob : ndarray of shape (n_samples, n_classes)
             The predicted probability of each class, in the order of
             ``classes_``.
+
         """
         check_is_fitted(self)
         y_pred = self._forward_pass_fast(X)
@@ -1127,6 +1134,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     >>> reg = MLPRegressor(solver="lbfgs", max_iter=500, random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.99
     True
+
     """
 
     _parameter_constraints: dict = {
@@ -1226,6 +1234,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predicted values.
+
         """
         check_is_fitted(self)
         return self._predict(X)
@@ -1259,6 +1268,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         -------
         self : object
             Trained MLP model.
+
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
@@ -1279,5 +1289,6 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         -------
         self : object
             Returns a trained MLP model.
+
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)

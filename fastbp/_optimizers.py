@@ -103,7 +103,9 @@ def sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
     hyper[LEARNING_RATE] = learning_rate
     hyper[MOMENTUM] = momentum
     hyper[NESTEROV] = 1.0 if nesterov else 0.0
-    step_range(params, grad, 0, params.shape[0], SGD, hyper, velocity, velocity[:0], 1.0)
+    step_range(
+        params, grad, 0, params.shape[0], SGD, hyper, velocity, velocity[:0], 1.0
+    )
 
 
 @jit()
@@ -145,6 +147,7 @@ class LearningRateSchedule:
     solver : {"sgd", "adam"}
         Adam keeps its base learning rate constant and stops on the first
         stall, as scikit-learn's ``AdamOptimizer`` does.
+
     """
 
     def __init__(self, learning_rate_init, schedule, power_t, solver):
@@ -156,7 +159,9 @@ class LearningRateSchedule:
     def iteration_ends(self, time_step):
         """Update after an epoch; ``time_step`` is the number of samples seen."""
         if self.schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+            self.learning_rate = (
+                self.learning_rate_init / (time_step + 1) ** self.power_t
+            )
 
     def trigger_stopping(self, msg, verbose):
         """Return True to stop; ``adaptive`` divides the rate by 5 instead."""

@@ -22,6 +22,7 @@ class ParamLayout:
     ----------
     layer_units : sequence of int
         ``[n_features, *hidden_layer_sizes, n_outputs]``.
+
     """
 
     def __init__(self, layer_units):
@@ -89,6 +90,7 @@ def glorot_uniform(layout, init_factors, random_state, dtype):
     Returns
     -------
     params : ndarray of shape (layout.n_params,)
+
     """
     params = np.empty(layout.n_params, dtype=dtype)
     for i in range(layout.n_layers):

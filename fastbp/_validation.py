@@ -57,13 +57,10 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
     for size in hidden_layer_sizes:
         if not isinstance(size, Integral | np.integer) or isinstance(size, bool):
             raise TypeError(
-                "hidden_layer_sizes must contain integers, got "
-                f"{hidden_layer_sizes!r}."
+                f"hidden_layer_sizes must contain integers, got {hidden_layer_sizes!r}."
             )
     if np.any(np.array(hidden_layer_sizes) <= 0):
-        raise ValueError(
-            "hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes
-        )
+        raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
     return [int(s) for s in hidden_layer_sizes]
 
 

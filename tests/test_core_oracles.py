@@ -1,4 +1,4 @@
-"""Core oracles: finite differences, a numpy reference, and scikit-learn side by side."""
+"""Core oracles: finite differences, a numpy reference, scikit-learn side by side."""
 
 import warnings
 
@@ -48,8 +48,10 @@ def ref_dact(name, z):
         "leaky_relu": lambda: np.where(z > 0, 1.0, 0.01).astype(z.dtype),
         "elu": lambda: np.where(z > 0, 1.0, np.exp(z)).astype(z.dtype),
         "softplus": lambda: s,
-        "gelu": lambda: 0.5 * (1 + erf(z / np.sqrt(2)))
-        + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi),
+        "gelu": lambda: (
+            0.5 * (1 + erf(z / np.sqrt(2)))
+            + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        ),
     }[name]()
 
 
@@ -166,7 +168,9 @@ def test_kernel_matches_numpy_reference(loss, n_hidden, act, weighted, dtype):
 @pytest.mark.kernel
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_input_equals_dense(fmt):
-    X, Y, sw, layout, params, net, alpha = make_problem("log_loss", 2, "tanh", np.float64, True)
+    X, Y, sw, layout, params, net, alpha = make_problem(
+        "log_loss", 2, "tanh", np.float64, True
+    )
     X[np.abs(X) < 0.7] = 0
     g_dense, g_sparse = np.empty_like(params), np.empty_like(params)
     v1 = net.loss_grad(kernel_input(X, np.float64), Y, sw, params, alpha, g_dense)
@@ -231,16 +235,22 @@ SOLVERS = [
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 def test_classifier_same_model_as_sklearn(digits, solver_kw, activation):
     X, y = digits
-    kw = dict(hidden_layer_sizes=(15,), activation=activation, max_iter=8,
-              random_state=1, **solver_kw)
+    kw = dict(
+        hidden_layer_sizes=(15,),
+        activation=activation,
+        max_iter=8,
+        random_state=1,
+        **solver_kw,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = fastbp.MLPClassifier(**kw).fit(X, y)
         theirs = SKClassifier(**kw).fit(X, y)
     assert _max_rel(ours, theirs) <= 1e-6
     assert ours.n_iter_ == theirs.n_iter_
-    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6, atol=1e-9
+    )
     if kw["solver"] != "lbfgs":
         np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
         assert ours.t_ == theirs.t_
@@ -251,8 +261,13 @@ def test_classifier_same_model_as_sklearn(digits, solver_kw, activation):
 def test_regressor_same_model_as_sklearn(solver_kw, activation):
     X, y = make_regression(120, 6, noise=1.0, random_state=0)
     y = y / y.std()
-    kw = dict(hidden_layer_sizes=(10, 6), activation=activation, max_iter=8,
-              random_state=2, **dict(solver_kw, learning_rate_init=0.001))
+    kw = dict(
+        hidden_layer_sizes=(10, 6),
+        activation=activation,
+        max_iter=8,
+        random_state=2,
+        **dict(solver_kw, learning_rate_init=0.001),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = fastbp.MLPRegressor(**kw).fit(X, y)
@@ -263,8 +278,13 @@ def test_regressor_same_model_as_sklearn(solver_kw, activation):
 
 def test_early_stopping_and_partial_fit_match_sklearn(digits):
     X, y = digits
-    kw = dict(hidden_layer_sizes=(12,), max_iter=15, random_state=0,
-              early_stopping=True, n_iter_no_change=3)
+    kw = dict(
+        hidden_layer_sizes=(12,),
+        max_iter=15,
+        random_state=0,
+        early_stopping=True,
+        n_iter_no_change=3,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = fastbp.MLPClassifier(**kw).fit(X, y)
@@ -284,8 +304,9 @@ def test_float32_is_kept(digits, solver):
     X, y = digits
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = fastbp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, solver=solver,
-                                   random_state=0).fit(X.astype(np.float32), y)
+        est = fastbp.MLPClassifier(
+            hidden_layer_sizes=(8,), max_iter=3, solver=solver, random_state=0
+        ).fit(X.astype(np.float32), y)
     assert all(c.dtype == np.float32 for c in est.coefs_ + est.intercepts_)
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
 
@@ -305,8 +326,13 @@ def test_loss_and_gradients_match_finite_differences(digits):
     X, y = digits
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = fastbp.MLPClassifier(hidden_layer_sizes=(6,), activation="gelu",
-                                   max_iter=2, alpha=0.1, random_state=0).fit(X, y)
+        est = fastbp.MLPClassifier(
+            hidden_layer_sizes=(6,),
+            activation="gelu",
+            max_iter=2,
+            alpha=0.1,
+            random_state=0,
+        ).fit(X, y)
     loss, cg, _ = est.loss_and_gradients(X[:50], y[:50])
     W = est.coefs_[0]
     h = 1e-6

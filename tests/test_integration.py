@@ -14,9 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import fastbp
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,9 @@ def digits():
 
 def test_pipeline_with_scaler(digits):
     X, y = digits
-    pipe = make_pipeline(StandardScaler(), fastbp.MLPClassifier(max_iter=30, random_state=0))
+    pipe = make_pipeline(
+        StandardScaler(), fastbp.MLPClassifier(max_iter=30, random_state=0)
+    )
     assert pipe.fit(X, y).score(X, y) > 0.95
 
 
@@ -42,8 +42,12 @@ def test_sparse_text_pipeline():
         labels.append(label)
     pipe = make_pipeline(
         TfidfVectorizer(),
-        fastbp.MLPClassifier(hidden_layer_sizes=(16,), max_iter=100,
-                             learning_rate_init=0.01, random_state=0),
+        fastbp.MLPClassifier(
+            hidden_layer_sizes=(16,),
+            max_iter=100,
+            learning_rate_init=0.01,
+            random_state=0,
+        ),
     )
     assert pipe.fit(docs, labels).score(docs, labels) > 0.95
 
@@ -67,7 +71,9 @@ def test_pickle_round_trip(digits):
     X, y = digits
     est = fastbp.MLPClassifier(max_iter=5, random_state=0).fit(X / 16, y)
     clone = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(clone.predict_proba(X / 16), est.predict_proba(X / 16))
+    np.testing.assert_array_equal(
+        clone.predict_proba(X / 16), est.predict_proba(X / 16)
+    )
 
 
 def test_weight_two_equals_repeated_row_under_lbfgs():
@@ -90,24 +96,38 @@ def test_class_weight_equals_sample_weight(digits):
     for u, v in zip(a.coefs_, b.coefs_, strict=True):
         np.testing.assert_array_equal(u, v)
     with pytest.raises(ValueError, match="balanced"):
-        fastbp.MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=np.arange(10))
+        fastbp.MLPClassifier(class_weight="balanced").partial_fit(
+            X, y, classes=np.arange(10)
+        )
 
 
-@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "softplus", "gelu",
-                                        ["relu", "gelu"]])
+@pytest.mark.parametrize(
+    "activation", ["leaky_relu", "elu", "softplus", "gelu", ["relu", "gelu"]]
+)
 def test_extra_activations_learn(digits, activation):
     X, y = digits
     hidden = (20, 10) if isinstance(activation, list) else (20,)
-    est = fastbp.MLPClassifier(hidden, activation=activation, max_iter=60,
-                               learning_rate_init=0.01, random_state=0).fit(X / 16, y)
+    est = fastbp.MLPClassifier(
+        hidden,
+        activation=activation,
+        max_iter=60,
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X / 16, y)
     assert est.loss_curve_[-1] < est.loss_curve_[0] / 2
     assert est.score(X / 16, y) > 0.9
 
 
 def test_cg_reaches_lbfgs_minimum():
     X, y = make_regression(60, 4, noise=0.1, random_state=0)
-    kw = dict(hidden_layer_sizes=(3,), activation="identity", alpha=1.0, max_iter=2000,
-              tol=1e-10, random_state=0)
+    kw = dict(
+        hidden_layer_sizes=(3,),
+        activation="identity",
+        alpha=1.0,
+        max_iter=2000,
+        tol=1e-10,
+        random_state=0,
+    )
     a = fastbp.MLPRegressor(solver="cg", **kw).fit(X, y)
     b = fastbp.MLPRegressor(solver="lbfgs", **kw).fit(X, y)
     assert abs(a.loss_ - b.loss_) <= 1e-5 * b.loss_
@@ -115,8 +135,14 @@ def test_cg_reaches_lbfgs_minimum():
 
 def test_clipping_and_gradient_norms(digits):
     X, y = digits
-    est = fastbp.MLPClassifier((10, 10, 10, 10), activation="logistic", max_iter=5,
-                               max_grad_norm=0.5, solver="sgd", random_state=0)
+    est = fastbp.MLPClassifier(
+        (10, 10, 10, 10),
+        activation="logistic",
+        max_iter=5,
+        max_grad_norm=0.5,
+        solver="sgd",
+        random_state=0,
+    )
     est.fit(X / 16, y)
     assert est.gradient_norms_.shape == (est.n_iter_, est.n_layers_ - 1)
     # Vanishing gradients: in a deep logistic net, the first layer learns least.
@@ -125,8 +151,9 @@ def test_clipping_and_gradient_norms(digits):
 
 def test_divergence_raises_and_keeps_the_fitted_model():
     X, y = make_regression(200, 5, random_state=0)
-    est = fastbp.MLPRegressor(solver="sgd", activation="identity", max_iter=3,
-                              random_state=0).fit(X / 100, y / 100)
+    est = fastbp.MLPRegressor(
+        solver="sgd", activation="identity", max_iter=3, random_state=0
+    ).fit(X / 100, y / 100)
     before = pickle.dumps(est)
     est.set_params(warm_start=True, learning_rate_init=1e8, max_iter=50)
     with pytest.raises(ValueError, match="non-finite"):

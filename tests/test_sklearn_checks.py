@@ -7,9 +7,7 @@ import fastbp
 
 # A few epochs, as scikit-learn's own test_common does for its MLP: the checks
 # are about the API contract, not convergence, so ConvergenceWarning is noise.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @parametrize_with_checks(

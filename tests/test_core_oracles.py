@@ -147,7 +147,7 @@ def test_gradient_matches_central_differences(loss, n_hidden, act, weighted):
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("loss,n_hidden,act,weighted", CASES[::5])
+@pytest.mark.parametrize("loss,n_hidden,act,weighted", CASES)
 def test_kernel_matches_numpy_reference(loss, n_hidden, act, weighted, dtype):
     X, Y, sw, layout, params, net, alpha = make_problem(
         loss, n_hidden, act, dtype, weighted
@@ -162,7 +162,7 @@ def test_kernel_matches_numpy_reference(loss, n_hidden, act, weighted, dtype):
     ref = layout.pack(cg, ig, np.float64)
     rtol = RTOL[dtype]
     assert abs(value - ref_value) <= rtol * abs(ref_value) + rtol
-    assert np.max(np.abs(grad - ref)) <= rtol * np.max(np.abs(ref)) * 10
+    assert np.max(np.abs(grad - ref)) <= rtol * np.max(np.abs(ref))
 
 
 @pytest.mark.kernel

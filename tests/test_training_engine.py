@@ -1,0 +1,175 @@
+"""The training engine: optimizer steps, schedules, clipping, full batch, Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPRegressor as SKRegressor
+from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+import fastbp
+from fastbp._optimizers import (
+    LearningRateSchedule,
+    adam_step,
+    clip_grad_norm,
+    sgd_step,
+)
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 1e-6, np.float64: 1e-14}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_step_closed_form(dtype, nesterov):
+    rng = np.random.RandomState(0)
+    p, g, v = (rng.randn(7).astype(dtype) for _ in range(3))
+    lr, mu = 0.1, 0.9
+    expected_v = mu * v.astype(float) - lr * g
+    if nesterov:
+        expected_p = p + mu * expected_v - lr * g
+    else:
+        expected_p = p + expected_v
+    sgd_step(p, g, v, lr, mu, nesterov)
+    assert p.dtype == dtype and v.dtype == dtype
+    np.testing.assert_allclose(v, expected_v, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(p, expected_p, rtol=TOL[dtype] * 10)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t", [1, 5])
+def test_adam_step_closed_form(dtype, t):
+    rng = np.random.RandomState(1)
+    p, g = rng.randn(6).astype(dtype), rng.randn(6).astype(dtype)
+    m, v = rng.randn(6).astype(dtype), rng.rand(6).astype(dtype)
+    lr, b1, b2, eps = 0.001, 0.9, 0.999, 1e-8
+    em = b1 * m.astype(float) + (1 - b1) * g
+    ev = b2 * v.astype(float) + (1 - b2) * g.astype(float) ** 2
+    lr_t = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+    ep = p - lr_t * em / (np.sqrt(ev) + eps)
+    adam_step(p, g, m, v, t, lr, b1, b2, eps)
+    assert p.dtype == dtype
+    np.testing.assert_allclose(m, em, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(v, ev, rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(p, ep, rtol=TOL[dtype] * 10)
+
+
+@pytest.mark.kernel
+def test_clipping_bounds_the_norm_and_spares_small_gradients():
+    g = np.array([3.0, 4.0])
+    assert clip_grad_norm(g, 1.0) == 5.0
+    np.testing.assert_allclose(np.linalg.norm(g), 1.0)
+    small = np.array([0.3, 0.4])
+    clip_grad_norm(small, 1.0)
+    np.testing.assert_array_equal(small, [0.3, 0.4])
+
+
+def test_clipped_update_is_bounded():
+    X, y = make_regression(64, 4, random_state=0)
+    kw = dict(
+        solver="sgd",
+        momentum=0.0,
+        learning_rate_init=0.1,
+        batch_size=64,
+        max_iter=1,
+        shuffle=False,
+        random_state=0,
+        hidden_layer_sizes=(5,),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = fastbp.MLPRegressor(**dict(kw, learning_rate_init=1e-300)).fit(X, y)
+        before = np.concatenate([c.ravel() for c in start.coefs_ + start.intercepts_])
+        clipped = fastbp.MLPRegressor(max_grad_norm=0.5, **kw).fit(X, y)
+    after = np.concatenate([c.ravel() for c in clipped.coefs_ + clipped.intercepts_])
+    # One batch, no momentum: the step is lr * clipped gradient.
+    assert np.linalg.norm(after - before) <= 0.1 * 0.5 * (1 + 1e-12)
+    assert np.linalg.norm(after - before) > 0.1 * 0.5 * 0.99
+
+
+@pytest.mark.parametrize("schedule", ["constant", "invscaling", "adaptive"])
+def test_learning_rate_schedule_matches_sklearn(schedule):
+    ours = LearningRateSchedule(0.1, schedule, 0.5, "sgd")
+    theirs = SGDOptimizer([np.zeros(1)], 0.1, schedule, 0.9, True, 0.5)
+    for step in range(1, 40):
+        ours.iteration_ends(step * 100)
+        theirs.iteration_ends(step * 100)
+        assert ours.learning_rate == theirs.learning_rate
+        if step % 3 == 0:
+            assert ours.trigger_stopping("m", False) == theirs.trigger_stopping(
+                "m", False
+            )
+            assert ours.learning_rate == theirs.learning_rate
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "cg"])
+def test_full_batch_solvers_reach_sklearn_lbfgs_minimum(solver):
+    X, y = make_regression(80, 4, noise=0.5, random_state=0)
+    kw = dict(
+        hidden_layer_sizes=(3,),
+        activation="identity",
+        alpha=1.0,
+        max_iter=5000,
+        tol=1e-12,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        # At tol=1e-12 both line searches end on "precision loss" at the
+        # minimum; the oracle is the loss value reached.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = fastbp.MLPRegressor(solver=solver, **kw).fit(X, y)
+        theirs = SKRegressor(solver="lbfgs", **kw).fit(X, y)
+    assert abs(ours.loss_ - theirs.loss_) <= 1e-6 * theirs.loss_
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-4, atol=1e-4)
+
+
+_LONG_FIT = textwrap.dedent(
+    """
+    import sys, warnings
+    import numpy as np
+    import fastbp
+    rng = np.random.RandomState(0)
+    X = rng.randn(20000, 50)
+    y = rng.randint(0, 5, 20000)
+    est = fastbp.MLPClassifier((64,), max_iter=100000, tol=0, verbose=True,
+                               random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    assert any("interrupted" in str(w.message) for w in caught)
+    est.predict(X[:5])
+    print("N_ITER", est.n_iter_, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery needs POSIX")
+def test_ctrl_c_stops_within_one_epoch():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LONG_FIT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = 0
+    for line in proc.stdout:
+        if line.startswith("Iteration"):
+            seen += 1
+            if seen == 3:
+                proc.send_signal(signal.SIGINT)
+                break
+    rest = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, rest
+    n_iter = int(rest.split("N_ITER")[1].split()[0])
+    # The signal arrived during epoch 4 at the latest: training stops at the
+    # next epoch boundary.
+    assert seen <= n_iter <= seen + 2, rest

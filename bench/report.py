@@ -1,0 +1,422 @@
+"""``python -m bench.report``: fastbp and scikit-learn side by side.
+
+Quick mode (the default, about two minutes on two cores including the first
+JIT compile) trains fastbp and scikit-learn on digits, a 20000x100 synthetic
+problem and online SGD on digits, runs a reduced set of scaling points, and
+prints the time per epoch, the speedup and the test accuracy of each.
+``--full`` runs every case of :mod:`bench.cases` (the 8192x784 networks in
+float64 and float32, the whole-process timings with a warm and a cold JIT
+cache, every scaling point) and adds PyTorch when it imports.
+
+Progress goes to stderr, one line per step; the tables go to stdout, and to
+``OUT/report.md`` with the raw numbers in ``OUT/results.json``.  The scaling
+curves are drawn to ``OUT/scaling.png`` when matplotlib is installed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import cases as bench_cases
+from .runners import (
+    applicable,
+    gemm_gflops,
+    measure_epoch_case,
+    measure_process_case,
+    settle,
+)
+
+_START = time.perf_counter()
+
+
+def progress(message):
+    """One line of progress on stderr, stamped with the elapsed time."""
+    print(f"[{time.perf_counter() - _START:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------
+# The machine.
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(with_torch):
+    """Versions and thread settings that the numbers depend on."""
+    import numba
+    import scipy
+    import sklearn
+
+    import fastbp
+
+    info = {
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numba": numba.__version__,
+        "fastbp": fastbp.__version__,
+        "threads": bench_cases.THREADS,
+        "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+    }
+    try:
+        info["numba threading layer"] = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        pass
+    if with_torch:
+        import torch
+
+        info["torch"] = torch.__version__
+    return info
+
+
+# ----------------------------------------------------------------------------
+# Tables.
+
+
+def _ms(seconds):
+    if seconds is None:
+        return "-"
+    ms = 1e3 * seconds
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def _ratio(num, den):
+    if num is None or den is None:
+        return "-"
+    return f"{num / den:.2f}x"
+
+
+def _acc(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_table(headers, rows, markdown=False):
+    """Render rows of strings as an aligned text table or a Markdown table."""
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |"]
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def _get(results, case, impl, attr):
+    result = results.get(case, {}).get(impl)
+    return None if result is None else getattr(result, attr)
+
+
+def epoch_table(cases, results, gemm, with_torch):
+    """Headers and rows: time per epoch, speedups, GEMM fraction, accuracy."""
+    headers = ["case", "sklearn ms/epoch", "fastbp ms/epoch", "speedup"]
+    if with_torch:
+        headers += ["torch ms/epoch", "fastbp vs torch"]
+    headers += ["fastbp GFLOP/s", "of GEMM", "acc sklearn", "acc fastbp"]
+    if with_torch:
+        headers += ["acc torch"]
+    rows = []
+    for case in cases:
+        t = {i: _get(results, case.name, i, "seconds_per_epoch") for i in results[case.name]}
+        fastbp = results[case.name].get("fastbp")
+        gflops = fastbp.gflops if fastbp else None
+        peak = gemm.get(np.dtype(case.dtype).name)
+        row = [
+            case.name,
+            _ms(t.get("sklearn")),
+            _ms(t.get("fastbp")),
+            _ratio(t.get("sklearn"), t.get("fastbp")),
+        ]
+        if with_torch:
+            row += [_ms(t.get("torch")), _ratio(t.get("torch"), t.get("fastbp"))]
+        row += [
+            "-" if gflops is None else f"{gflops:.1f}",
+            "-" if gflops is None or not peak else f"{gflops / peak:.0%}",
+            _acc(_get(results, case.name, "sklearn", "accuracy")),
+            _acc(_get(results, case.name, "fastbp", "accuracy")),
+        ]
+        if with_torch:
+            row.append(_acc(_get(results, case.name, "torch", "accuracy")))
+        rows.append(row)
+    return headers, rows
+
+
+def process_table(cases, results):
+    """Headers and rows of the whole-process timings."""
+    headers = ["case", "sklearn s", "fastbp s", "fastbp / sklearn"]
+    warm_sklearn = _get(results, "process-warm", "sklearn", "seconds")
+    rows = []
+    for case in cases:
+        sk = _get(results, case.name, "sklearn", "seconds") or warm_sklearn
+        fb = _get(results, case.name, "fastbp", "seconds")
+        rows.append(
+            [
+                case.name,
+                "-" if sk is None else f"{sk:.2f}",
+                "-" if fb is None else f"{fb:.2f}",
+                "-" if sk is None or fb is None else f"{fb / sk:.2f}",
+            ]
+        )
+    return headers, rows
+
+
+# ----------------------------------------------------------------------------
+# The targets of the issue "Benchmarks and the performance report".
+
+
+def _speedup(results, case, fast="fastbp", slow="sklearn", slow_case=None):
+    slow_t = _get(results, slow_case or case, slow, "seconds_per_epoch")
+    fast_t = _get(results, case, fast, "seconds_per_epoch")
+    return None if slow_t is None or fast_t is None else slow_t / fast_t
+
+
+def _gemm_fraction(results, case, gemm, dtype):
+    fastbp = results.get(case, {}).get("fastbp")
+    peak = gemm.get(dtype)
+    return None if fastbp is None or not peak else fastbp.gflops / peak
+
+
+def _process_ratio(results):
+    fb = _get(results, "process-warm", "fastbp", "seconds")
+    sk = _get(results, "process-warm", "sklearn", "seconds")
+    return None if fb is None or sk is None else fb / sk
+
+
+#: (what, how to compute it from (results, gemm), ">=" or "<=", threshold, format)
+TARGETS = [
+    ("digits adam: speedup vs sklearn",
+     lambda r, g: _speedup(r, "digits-adam"), ">=", 5, "{:.2f}x"),
+    ("20000x100 adam: speedup vs sklearn",
+     lambda r, g: _speedup(r, "clf20k-adam"), ">=", 4, "{:.2f}x"),
+    ("digits online sgd: speedup vs sklearn",
+     lambda r, g: _speedup(r, "digits-online-sgd"), ">=", 30, "{:.2f}x"),
+    ("8192x784 f64: speedup vs sklearn",
+     lambda r, g: _speedup(r, "big-f64"), ">=", 2, "{:.2f}x"),
+    ("8192x784 f64: fastbp fraction of f64 GEMM rate",
+     lambda r, g: _gemm_fraction(r, "big-f64", g, "float64"), ">=", 0.8, "{:.0%}"),
+    ("8192x784 f32: fastbp f32 speedup vs sklearn f64",
+     lambda r, g: _speedup(r, "big-f32", slow_case="big-f64"), ">=", 4, "{:.2f}x"),
+    ("whole process, warm cache: fastbp / sklearn",
+     lambda r, g: _process_ratio(r), "<=", 1.2, "{:.2f}"),
+    ("whole process, cold cache: fastbp seconds",
+     lambda r, g: _get(r, "process-cold", "fastbp", "seconds"), "<=", 10, "{:.1f} s"),
+]  # fmt: skip
+
+
+def evaluate_targets(results, gemm):
+    """Rows (target, measured, goal, met) for every target that was measured."""
+    rows = []
+    for what, compute, op, threshold, fmt in TARGETS:
+        value = compute(results, gemm)
+        if value is None:
+            continue
+        met = value >= threshold if op == ">=" else value <= threshold
+        rows.append([what, fmt.format(value), f"{op} {fmt.format(threshold)}",
+                     "yes" if met else "NO"])  # fmt: skip
+    return rows
+
+
+def torch_rows(results):
+    """Rows (case, fastbp speedup vs torch) for every case torch ran."""
+    rows = []
+    for case, by_impl in results.items():
+        if "torch" in by_impl and "fastbp" in by_impl and not case.startswith("scale"):
+            rows.append([f"{case}: speedup vs PyTorch", _speedup(results, case, slow="torch")])
+    return rows
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+
+def _jit_note(case, impl, compiled):
+    key = np.dtype(case.dtype).name
+    if impl == "fastbp" and key not in compiled:
+        compiled.add(key)
+        progress(
+            f"fastbp {key}: first fit compiles the kernels unless numba's cache has "
+            "them (about 20-30 s) ..."
+        )
+
+
+def run(full, out_dir, repeats, plot=True):
+    """Run the report; return the results dictionary that is also saved."""
+    torch_error = applicable(bench_cases.CASES["digits-adam"], "torch")
+    with_torch = full and torch_error is None
+    if full and torch_error:
+        progress(f"no torch column: {torch_error}")
+    impls = ["sklearn", "fastbp"] + (["torch"] if with_torch else [])
+    mode = "full" if full else "quick"
+    smoke = bench_cases.smoke_mode()
+    progress(f"bench.report, {mode} mode{' (smoke sizes)' if smoke else ''}: {', '.join(impls)}")
+
+    headline = [c for c in bench_cases.epoch_cases(scaling=False) if full or c.quick]
+    scaling = [c for c in bench_cases.epoch_cases(scaling=True) if full or c.quick]
+    processes = bench_cases.process_cases() if full else []
+
+    dtypes = sorted({np.dtype(c.dtype).name for c in headline + scaling})
+    gemm = {}
+    for dtype in dtypes:
+        gemm[dtype] = gemm_gflops(np.dtype(dtype).type)
+        progress(f"numpy GEMM rate, {dtype}, {bench_cases.THREADS} threads: "
+                 f"{gemm[dtype]:.1f} GFLOP/s")  # fmt: skip
+
+    results = {}
+    compiled = set()
+    todo = headline + processes + scaling
+    for step, case in enumerate(todo, 1):
+        progress(f"({step}/{len(todo)}) {case.name}: {case.title}")
+        case_impls = [i for i in impls if applicable(case, i) is None]
+        if isinstance(case, bench_cases.ProcessCase):
+            results[case.name] = measure_process_case(
+                case, case_impls, repeats=1 if case.cold else repeats, progress=progress
+            )
+            continue
+        for impl in case_impls:
+            _jit_note(case, impl, compiled)
+        settle()
+        results[case.name] = measure_epoch_case(
+            case,
+            case_impls,
+            repeats=repeats if case.curve is None else max(1, repeats - 1),
+            progress=progress,
+        )
+
+    info = machine_info(with_torch)
+    report = render(info, gemm, headline, processes, scaling, results, with_torch, mode)
+    print(report["text"])
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(report["markdown"])
+    payload = {
+        "mode": mode,
+        "smoke": smoke,
+        "command": "python -m bench.report" + (" --full" if full else ""),
+        "machine": info,
+        "gemm_gflops": gemm,
+        "results": {
+            case: {impl: vars(res) for impl, res in by_impl.items()}
+            for case, by_impl in results.items()
+        },
+        "targets": report["targets"],
+    }
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(payload, f, indent=1, default=float)
+    progress(f"wrote {os.path.join(out_dir, 'report.md')} and results.json")
+
+    if plot:
+        path = os.path.join(out_dir, "scaling.png")
+        try:
+            from .plot import plot_scaling
+
+            plot_scaling(scaling, results, path, title=_plot_title(info, mode))
+        except ImportError as exc:
+            progress(f"no plot: matplotlib is not importable ({exc}); "
+                     "pip install 'fastbp[plot]'")  # fmt: skip
+        else:
+            progress(f"wrote {path}")
+    progress("done")
+    return payload
+
+
+def _plot_title(info, mode):
+    return (
+        f"fastbp vs scikit-learn ({mode} run): time per epoch, {info['threads']} "
+        f"threads, {info['cpu']}"
+    )
+
+
+def render(info, gemm, headline, processes, scaling, results, with_torch, mode):
+    """The report as plain text (stdout) and Markdown (report.md)."""
+    parts = {"text": [], "markdown": []}
+
+    def section(title, headers, rows, note=None):
+        if not rows:
+            return
+        parts["text"] += [f"\n{title}", format_table(headers, rows)]
+        parts["markdown"] += [f"\n### {title}\n", format_table(headers, rows, True)]
+        if note:
+            parts["text"].append(note)
+            parts["markdown"].append(f"\n{note}")
+
+    machine = [[k, str(v)] for k, v in info.items()]
+    machine += [[f"numpy GEMM {k}", f"{v:.1f} GFLOP/s"] for k, v in gemm.items()]
+    section("Machine", ["", ""], machine)
+    note = (
+        "Time per epoch: best of the repeats, JIT warm-up excluded; speedup = "
+        "sklearn / fastbp time; GFLOP/s = 6 * n_samples * sum(fan_in * fan_out) "
+        "per epoch / time; 'of GEMM' = that rate / numpy's GEMM rate in the "
+        "case's dtype measured in this run; accuracy on the held-out test rows."
+    )
+    section("Time per epoch", *epoch_table(headline, results, gemm, with_torch), note)
+    section("Whole process (import, fit digits, predict)", *process_table(processes, results))
+    target_rows = evaluate_targets(results, gemm)
+    if with_torch:
+        target_rows += [
+            [what, f"{value:.2f}x", "", ""] for what, value in torch_rows(results) if value
+        ]
+    section("Targets", ["target", "measured", "goal", "met"], target_rows)
+    section(
+        "Scaling points",
+        *epoch_table(scaling, results, gemm, with_torch),
+    )
+    header = f"fastbp benchmark report ({mode} mode)"
+    return {
+        "text": "\n".join([header, *parts["text"]]),
+        "markdown": "\n".join([f"## {header}", *parts["markdown"]]) + "\n",
+        "targets": target_rows,
+    }
+
+
+def main(argv=None):
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Train fastbp and scikit-learn side by side and report the "
+        "time per epoch, speedup and accuracy.",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="every case: the 8192x784 networks (float64 and float32), whole "
+        "processes with a warm and a cold JIT cache, all scaling points, and "
+        "PyTorch when it imports (several minutes)",
+    )
+    parser.add_argument(
+        "--out", default="bench_out", help="output directory (default: bench_out)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed fits per case; the best counts"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    args = parser.parse_args(argv)
+    run(args.full, args.out, max(1, args.repeats), plot=not args.no_plot)
+
+
+if __name__ == "__main__":
+    main()

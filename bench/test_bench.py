@@ -1,0 +1,99 @@
+"""The pytest-benchmark suite: every case of the registry x every implementation.
+
+``python -m pytest bench`` times every case of :mod:`bench.cases` for fastbp,
+scikit-learn and PyTorch (skipped, with the reason, when torch does not
+import); ``benchmark.group`` is the case name, so each table compares the
+implementations on one workload.  pytest-benchmark times whole fits of
+``case.n_epochs`` epochs (``extra_info`` has the epochs, the time per epoch and
+the FLOPs); the JIT warm-up runs before ``benchmark(...)``.
+
+``FASTBP_BENCH_SMOKE=1 python -m pytest -q --benchmark-disable bench`` runs
+every case once at tiny sizes: what CI runs.  Nothing here asserts a timing;
+the assertions are about correctness (fastbp agrees with scikit-learn).
+"""
+
+import numpy as np
+import pytest
+
+from .cases import CASES, EpochCase, ProcessCase, epoch_cases, epoch_flops
+from .runners import (
+    IMPLEMENTATIONS,
+    applicable,
+    run_process,
+    trainer,
+    warm_up,
+)
+
+#: Accuracy of fastbp vs scikit-learn on the test rows, per dtype: the same
+#: model in float64, the same up to rounding in float32.
+ACCURACY_TOLERANCE = {np.float64: 0.01, np.float32: 0.03}
+
+
+def _skip_unless_applicable(case, impl):
+    reason = applicable(case, impl)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_bench(benchmark, case, impl):
+    _skip_unless_applicable(case, impl)
+    benchmark.group = case.name
+    if isinstance(case, ProcessCase):
+        benchmark.extra_info["epochs"] = case.n_epochs
+        if case.cold:  # each run compiles everything: one round is enough
+            benchmark.pedantic(run_process, args=(case, impl), rounds=1, iterations=1)
+        else:
+            run_process(case, impl)  # fills fastbp's cache if it was empty
+            benchmark(run_process, case, impl)
+        return
+
+    data = case.data.make()
+    tr = trainer(impl, case, data)
+    warm_up(tr)
+    n_epochs = benchmark(tr.fit, case.n_epochs)
+    assert n_epochs == case.n_epochs
+
+    accuracy = tr.accuracy()
+    assert 0.0 <= accuracy <= 1.0
+    units = case.layer_units(data.X_train.shape[1], data.n_classes)
+    flops = epoch_flops(units, len(data.y_train))
+    benchmark.extra_info.update(
+        epochs=n_epochs, epoch_flops=flops, test_accuracy=accuracy
+    )
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        seconds = benchmark.stats.stats.min / n_epochs
+        benchmark.extra_info.update(
+            seconds_per_epoch=seconds, gflops=flops / seconds / 1e9
+        )
+
+
+@pytest.mark.parametrize(
+    "case",
+    epoch_cases(scaling=False),
+    ids=[case.name for case in epoch_cases(scaling=False)],
+)
+def test_fastbp_accuracy_matches_sklearn(case):
+    """The benchmarked fastbp trains the model scikit-learn trains."""
+    data = case.data.make()
+    accuracy = {}
+    for impl in ("sklearn", "fastbp"):
+        tr = trainer(impl, case, data)
+        tr.fit(case.n_epochs)
+        accuracy[impl] = tr.accuracy()
+    assert accuracy["fastbp"] == pytest.approx(
+        accuracy["sklearn"], abs=ACCURACY_TOLERANCE[case.dtype]
+    )
+
+
+def test_registry_is_consistent():
+    for name, case in CASES.items():
+        assert case.name == name
+        assert case.n_epochs >= 1
+        if isinstance(case, EpochCase):
+            assert case.dtype in (np.float32, np.float64)
+            data = case.data.make()
+            assert case.batch_size <= len(data.y_train)  # no clipping warnings
+        else:
+            assert isinstance(case, ProcessCase)

@@ -232,7 +232,7 @@ def _headline_cases(smoke):
             "digits 64-100-10, adam, batch 200",
             digits,
             {"hidden_layer_sizes": (100,), "batch_size": 200},
-            n_epochs=pick(40, 2),
+            n_epochs=pick(20, 2),
             quick=True,
         ),
         EpochCase(
@@ -240,7 +240,7 @@ def _headline_cases(smoke):
             f"{clf20k.label}, 100-100-10, adam, batch 200",
             clf20k,
             {"hidden_layer_sizes": (100,), "batch_size": 200},
-            n_epochs=pick(8, 2),
+            n_epochs=pick(3, 2),
             quick=True,
         ),
         EpochCase(
@@ -248,7 +248,7 @@ def _headline_cases(smoke):
             "digits 64-100-10, sgd, batch 1 (online)",
             digits,
             {"hidden_layer_sizes": (100,), "solver": "sgd", "batch_size": 1},
-            n_epochs=pick(3, 1),
+            n_epochs=1,
             quick=True,
         ),
         EpochCase(
@@ -256,7 +256,7 @@ def _headline_cases(smoke):
             f"{big.label}, 784-512-512-10, adam, batch 256, float64",
             big,
             big_params,
-            n_epochs=pick(3, 1),
+            n_epochs=1,
         ),
         EpochCase(
             "big-f32",
@@ -264,7 +264,7 @@ def _headline_cases(smoke):
             big,
             big_params,
             dtype=np.float32,
-            n_epochs=pick(3, 1),
+            n_epochs=1,
         ),
     ]
 
@@ -281,7 +281,7 @@ SCALING_AXES = {
 }
 
 #: FLOPs per timed fit of a scaling point (sets its number of epochs).
-_SCALING_FLOPS_PER_FIT = 4e9
+_SCALING_FLOPS_PER_FIT = 2e9
 
 #: The base of every scaling curve.
 SCALING_BASE = {

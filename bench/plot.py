@@ -10,6 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    LogLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 STYLE = {
     "sklearn": {"color": "tab:blue", "marker": "o", "label": "scikit-learn"},
@@ -25,6 +31,13 @@ AXIS_LABELS = {
     "threads": ("threads", "category"),
     "dtype": ("dtype", "category"),
 }
+
+
+def _short(value):
+    """Tick label: 100000 -> 100k."""
+    if isinstance(value, int) and value >= 1000 and value % 1000 == 0:
+        return f"{value // 1000}k"
+    return str(value)
 
 
 def plot_scaling(cases, results, path, title=""):
@@ -78,12 +91,18 @@ def plot_scaling(cases, results, path, title=""):
                     fontsize=7,
                     color=STYLE["fastbp"]["color"],
                 )
-        if scale == "category":
-            ax.set_xticks(positions, [str(c.x) for c in points])
-            ax.set_xlim(-0.5, len(points) - 0.5)
-        elif scale == "log":
+        if scale == "log":
             ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(positions, [_short(c.x) for c in points])
+        if scale == "category":
+            ax.set_xlim(-0.5, len(points) - 0.5)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        low, high = ax.get_ylim()
+        ax.set_ylim(low / 1.6, high * 1.2)  # room for the speedup labels
         ax.set_xlabel(label)
         ax.set_ylabel("ms per epoch")
         ax.grid(True, which="major", alpha=0.3)

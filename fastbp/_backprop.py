@@ -40,6 +40,9 @@ MAX_CHUNKS = 8
 CHUNK_ROWS = 128
 #: Rows per parallel task in prediction.
 PREDICT_ROWS = 256
+#: Largest batch evaluated in one piece; larger ones (the full batch of L-BFGS
+#: and CG) are walked in sub-batches of this many rows, bounding the workspace.
+SUB_BATCH_ROWS = MAX_CHUNKS * 1024
 
 
 def n_chunks_for(batch_size):
@@ -814,6 +817,7 @@ def batch_loss_grad(
     n_chunks,
     grad,
     layer_sq,
+    sub_rows,
 ):
     """Loss and gradient of one batch, normalised as scikit-learn does.
 
@@ -822,35 +826,79 @@ def batch_loss_grad(
     penalised).  ``rows`` are the batch's sample indices, split into
     ``n_chunks`` chunks; ``ws`` and ``chunk_grads`` hold one row per chunk.
     ``layer_sq`` receives each layer's squared coefficient-gradient norm.
+
+    A batch of more than ``sub_rows`` rows (the full batch of L-BFGS and CG)
+    is walked in sub-batches of ``sub_rows`` rows whose raw sums are added up
+    in order, so the workspace (and the rows gathered into it) stays bounded:
+    X is never copied whole.
     """
-    loss_sum, sw_sum = batch_raw_loss_grad(
-        X,
-        X_data,
-        X_indices,
-        X_indptr,
-        is_sparse,
-        Y,
-        sample_weight,
-        rows,
-        params,
-        layer_units,
-        coef_off,
-        intercept_off,
-        hidden_acts,
-        loss_code,
-        ws,
-        a_off,
-        z_off,
-        d_off,
-        chunk_grads,
-        chunk_losses,
-        n_chunks,
-    )
+    n = rows.shape[0]
+    if n <= sub_rows:
+        loss_sum, sw_sum = batch_raw_loss_grad(
+            X,
+            X_data,
+            X_indices,
+            X_indptr,
+            is_sparse,
+            Y,
+            sample_weight,
+            rows,
+            params,
+            layer_units,
+            coef_off,
+            intercept_off,
+            hidden_acts,
+            loss_code,
+            ws,
+            a_off,
+            z_off,
+            d_off,
+            chunk_grads,
+            chunk_losses,
+            n_chunks,
+        )
+        sums = chunk_grads
+        n_sums = n_chunks
+    else:
+        sums = np.zeros((1, params.shape[0]), dtype=params.dtype)
+        n_sums = 1
+        loss_sum = 0.0
+        sw_sum = 0.0
+        for start in range(0, n, sub_rows):
+            sub = rows[start : min(start + sub_rows, n)]
+            sub_chunks = min(n_chunks, sub.shape[0])
+            sub_loss, sub_sw = batch_raw_loss_grad(
+                X,
+                X_data,
+                X_indices,
+                X_indptr,
+                is_sparse,
+                Y,
+                sample_weight,
+                sub,
+                params,
+                layer_units,
+                coef_off,
+                intercept_off,
+                hidden_acts,
+                loss_code,
+                ws,
+                a_off,
+                z_off,
+                d_off,
+                chunk_grads,
+                chunk_losses,
+                sub_chunks,
+            )
+            loss_sum += sub_loss
+            sw_sum += sub_sw
+            for c in range(sub_chunks):  # fixed order: thread-count independent
+                sums[0] += chunk_grads[c]
     inv_sw = inverse_weight_sum(sw_sum)
     no_state = params[:0]
     sq_w, _ = finish_and_step(
-        chunk_grads,
-        n_chunks,
+        sums,
+        n_sums,
         params,
         layer_units,
         coef_off,
@@ -998,7 +1046,7 @@ class Network:
         if rows is None:
             rows = np.arange(n_samples, dtype=np.int64)
         ws, a_off, z_off, d_off, chunk_grads, chunk_losses, n_chunks = self.scratch(
-            rows.shape[0], params.dtype, Xk[4]
+            min(rows.shape[0], SUB_BATCH_ROWS), params.dtype, Xk[4]
         )
         lay = self.layout
         layer_sq = np.empty(lay.n_layers, dtype=np.float64)
@@ -1023,6 +1071,7 @@ class Network:
             n_chunks,
             grad,
             layer_sq,
+            SUB_BATCH_ROWS,
         )
 
     def predict(self, Xk, params):

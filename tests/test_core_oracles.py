@@ -344,3 +344,38 @@ def test_loss_and_gradients_match_finite_differences(digits):
         down = est.loss_and_gradients(X[:50], y[:50])[0]
         W[idx] = old
         assert abs((up - down) / (2 * h) - cg[0][idx]) <= 1e-6 * max(1, abs(cg[0][idx]))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_full_batch_in_sub_batches_matches_reference(monkeypatch, loss, dtype):
+    """Batches larger than SUB_BATCH_ROWS (L-BFGS/CG's full batch) are walked
+    in bounded sub-batches: same loss and gradient, any thread count."""
+    import fastbp._backprop as backprop
+
+    X, Y, sw, layout, params, net, alpha = make_problem(
+        loss, 2, "tanh", dtype, True, n=45
+    )
+    monkeypatch.setattr(backprop, "SUB_BATCH_ROWS", 16)  # 16 + 16 + 13 rows
+    Xk = kernel_input(X, dtype)
+    coefs, intercepts = layout.unpack(params)
+    ref_value, cg, ig = ref_loss_grad(
+        X, Y, sw, coefs, intercepts, ["tanh"] * 2, loss, alpha
+    )
+    ref = layout.pack(cg, ig, np.float64)
+    previous = numba.get_num_threads()
+    out = []
+    try:
+        for n_threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n_threads)
+            g = np.empty_like(params)
+            out.append((net.loss_grad(Xk, Y, sw, params, alpha, g), g))
+    finally:
+        numba.set_num_threads(previous)
+    (value, grad), (value_2, grad_2) = out
+    rtol = RTOL[dtype]
+    assert grad.dtype == dtype
+    assert abs(value - ref_value) <= rtol * abs(ref_value) + rtol
+    assert np.max(np.abs(grad - ref)) <= rtol * np.max(np.abs(ref))
+    assert value == value_2 and np.array_equal(grad, grad_2)

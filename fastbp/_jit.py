@@ -13,6 +13,9 @@ error model and the floating-point flags are the same everywhere:
   relies on them to detect divergence inside the epoch kernel.
 * ``nogil=True``: two Python threads may train two models at once.
 
+Where numba finds no writable cache location at all, kernels are compiled in
+memory instead (with one ``RuntimeWarning``), so fastbp still imports.
+
 Two weaknesses of numba's on-disk cache are closed here (:func:`_harden_cache`):
 
 * numba keys each cache file on the source file of the function alone, but a
@@ -28,6 +31,7 @@ Two weaknesses of numba's on-disk cache are closed here (:func:`_harden_cache`):
 
 import hashlib
 import os
+import warnings
 from contextlib import contextmanager
 
 # OpenMP threading layer (GNU libgomp): by default idle workers spin for a long
@@ -126,18 +130,38 @@ def jit(*, parallel=False):
         ``error_model="numpy"`` and :data:`FASTMATH`.
 
     """
-    njit = numba.njit(
-        cache=True,
-        nogil=True,
-        error_model="numpy",
-        fastmath=set(FASTMATH),
-        parallel=parallel,
+    options = dict(
+        nogil=True, error_model="numpy", fastmath=set(FASTMATH), parallel=parallel
     )
 
     def decorate(func):
-        return _harden_cache(njit(func))
+        try:
+            return _harden_cache(numba.njit(cache=True, **options)(func))
+        except RuntimeError as exc:
+            # numba found no writable cache directory at all (package
+            # directory, user cache and NUMBA_CACHE_DIR): compile in memory.
+            if "no locator available" not in str(exc):
+                raise
+            _warn_no_cache(exc)
+            return numba.njit(**options)(func)
 
     return decorate
+
+
+_warned_no_cache = False
+
+
+def _warn_no_cache(exc):
+    global _warned_no_cache
+    if not _warned_no_cache:
+        _warned_no_cache = True
+        warnings.warn(
+            f"fastbp: no writable location for numba's compile cache ({exc}); "
+            "kernels will be compiled in every process. Set NUMBA_CACHE_DIR to "
+            "a writable directory to keep them between processes.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def max_threads():

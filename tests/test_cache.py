@@ -1,0 +1,148 @@
+"""The on-disk compile cache, seen from fresh processes.
+
+* A model unpickled in a new process predicts without compiling anything when
+  the cache is warm (estimators hold arrays, never compiled functions).
+* When the package directory is read-only, kernels are cached in numba's
+  user-wide directory instead, and a second process loads them from there.
+* With no writable location at all, fastbp still imports and works, compiling
+  in memory, and says so once.
+
+numba's cache locators decide writability by trying to create a file; CI runs
+as root, for whom file modes do not stop writes, so the child process makes
+the locator's check fail exactly where numba makes it.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import fastbp
+
+_CHILD = textwrap.dedent(
+    """
+    import importlib.util, json, os, pickle, sys, warnings
+    import numba.core.caching as caching
+    from numba.core.registry import CPUDispatcher
+
+    mode, model_path, X_path = sys.argv[1:4]
+    package = os.path.dirname(importlib.util.find_spec("fastbp").origin)
+
+    def read_only(self):
+        raise PermissionError(f"{self.get_cache_path()} is read-only (simulated)")
+
+    if mode in ("read-only", "nowhere"):
+        in_tree = caching.InTreeCacheLocator.ensure_cache_path
+
+        def in_tree_check(self):
+            if self.get_cache_path().startswith(package):
+                read_only(self)
+            return in_tree(self)
+
+        caching.InTreeCacheLocator.ensure_cache_path = in_tree_check
+    if mode == "nowhere":
+        caching.UserWideCacheLocator.ensure_cache_path = read_only
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import fastbp
+        import numpy as np
+
+        with open(model_path, "rb") as f:
+            model = pickle.load(f)
+        proba = model.predict_proba(np.load(X_path))
+
+    hits = misses = 0
+    paths = set()
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("fastbp."):
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, CPUDispatcher) and obj.signatures:
+                stats = obj.stats
+                hits += sum(stats.cache_hits.values())
+                misses += sum(stats.cache_misses.values())
+                if stats.cache_path:
+                    paths.add(stats.cache_path)
+    print(json.dumps({
+        "hits": hits, "misses": misses, "paths": sorted(paths),
+        "proba": proba.tolist(),
+        "warnings": [str(w.message) for w in caught],
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16, y[:200]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastbp.MLPClassifier(
+            hidden_layer_sizes=(16,), activation="tanh", max_iter=5, random_state=0
+        ).fit(X, y)
+    expected = model.predict_proba(X)  # also warms this process's cache
+    folder = tmp_path_factory.mktemp("cache")
+    model_path, X_path = folder / "model.pkl", folder / "X.npy"
+    model_path.write_bytes(pickle.dumps(model))
+    np.save(X_path, X)
+    return model_path, X_path, expected
+
+
+def _child(mode, fitted, tmp_path):
+    model_path, X_path, _ = fitted
+    env = dict(os.environ)
+    env.pop("NUMBA_CACHE_DIR", None)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "user-cache")
+    # The fastbp this test imported, whether installed or in the checkout.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, str(model_path), str(X_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_unpickled_model_loads_kernels_without_compiling(fitted, tmp_path):
+    result = _child("default", fitted, tmp_path)
+    assert result["misses"] == 0, result  # nothing compiled ...
+    assert result["hits"] > 0, result  # ... everything loaded from the cache
+    np.testing.assert_array_equal(result["proba"], fitted[2])
+    assert not result["warnings"]
+
+
+@pytest.mark.slow
+def test_read_only_package_falls_back_to_the_user_cache(fitted, tmp_path):
+    user_cache = str(tmp_path / "user-cache")
+    first = _child("read-only", fitted, tmp_path)  # compiles into the user cache
+    assert first["misses"] > 0, first
+    assert first["paths"] and all(p.startswith(user_cache) for p in first["paths"])
+    second = _child("read-only", fitted, tmp_path)  # loads from it
+    assert second["misses"] == 0 and second["hits"] > 0, second
+    for result in (first, second):
+        np.testing.assert_array_equal(result["proba"], fitted[2])
+        assert not result["warnings"]
+
+
+@pytest.mark.slow
+def test_no_writable_cache_location_compiles_in_memory(fitted, tmp_path):
+    result = _child("nowhere", fitted, tmp_path)
+    assert result["hits"] == 0 and not result["paths"], result
+    np.testing.assert_array_equal(result["proba"], fitted[2])
+    messages = [m for m in result["warnings"] if "compile cache" in m]
+    assert len(messages) == 1, result["warnings"]
+    assert "NUMBA_CACHE_DIR" in messages[0]

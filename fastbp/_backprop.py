@@ -977,7 +977,10 @@ def kernel_input(X, dtype):
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=dtype)
-        X.sort_indices()
+        if not X.has_sorted_indices:
+            # A sorted copy: csr_matrix may share the caller's arrays, which
+            # an in-place sort would modify.
+            X = X.sorted_indices()
         placeholder = np.empty((0, X.shape[1]), dtype=dtype)
         return (
             placeholder,

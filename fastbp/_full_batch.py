@@ -87,6 +87,15 @@ def minimize(objective, x0, method, max_iter, max_fun, tol, lbfgs_options, callb
 
     """
     x0 = np.asarray(x0, dtype=np.float64)
+    # Overflow inside scipy's line search on absurd data must not escape as
+    # numpy warnings: the caller checks the result for non-finite values.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _minimize(
+            objective, x0, method, max_iter, max_fun, tol, lbfgs_options, callback
+        )
+
+
+def _minimize(objective, x0, method, max_iter, max_fun, tol, lbfgs_options, callback):
     if method == "lbfgs":
         return scipy.optimize.minimize(
             objective,

@@ -45,7 +45,12 @@ PARAMETER_CONSTRAINTS = {
     ],
     "max_fun": [Interval(Integral, 1, None, closed="left")],
     "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-    "n_jobs": [None, Integral],
+    # joblib's convention: 0 has no meaning, negative counts back from all.
+    "n_jobs": [
+        None,
+        Interval(Integral, None, -1, closed="right"),
+        Interval(Integral, 1, None, closed="left"),
+    ],
 }
 
 
@@ -98,9 +103,43 @@ def check_sample_weight(sample_weight, X, dtype):
     )
     if not np.all(np.isfinite(sample_weight)):
         raise ValueError("sample_weight contains NaN or infinity.")
-    if not sample_weight.sum() > 0:
-        raise ValueError("sample_weight must have a positive sum.")
+    check_weight_sum(sample_weight, "sample_weight")
     return np.ascontiguousarray(sample_weight)
+
+
+def check_weight_sum(sample_weight, what="sample_weight"):
+    """The weights' sum normalises the objective: it must be positive and finite."""
+    with np.errstate(over="ignore"):
+        total = sample_weight.sum(dtype=np.float64)
+        total_in_dtype = sample_weight.sum()
+    if not total > 0:
+        raise ValueError(f"{what} must have a positive sum, got {total}.")
+    if not (np.isfinite(total) and np.isfinite(total_in_dtype)):
+        raise ValueError(
+            f"{what} is too large: its sum overflows to infinity. Rescale it."
+        )
+
+
+def check_class_weight(class_weight):
+    """Validate the values of a ``class_weight`` dict: finite and non-negative.
+
+    They multiply ``sample_weight``, so they obey the same rules.
+    """
+    if not isinstance(class_weight, dict):
+        return
+    try:
+        values = np.asarray(list(class_weight.values()), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"class_weight values must be numbers, got {class_weight!r}."
+        ) from exc
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")
+    if np.any(values < 0):
+        raise ValueError(
+            f"class_weight contains negative weights, which are not allowed: "
+            f"{class_weight!r}."
+        )
 
 
 def check_poisson_target(y):

@@ -1,7 +1,15 @@
 """fastbp: JIT-compiled backpropagation for scikit-learn's MLP estimators."""
 
+from ._display import TrainingCurveDisplay
+from ._gradient_check import check_gradients
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPClassifier", "MLPRegressor", "__version__"]
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "TrainingCurveDisplay",
+    "__version__",
+    "check_gradients",
+]

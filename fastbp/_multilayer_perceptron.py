@@ -38,16 +38,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _epoch, _full_batch, _optimizers
 from ._activations import activation_codes
 from ._backprop import Network, kernel_input
+from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
 from ._jit import kernel_threads
 from ._losses import LOSSES, OUTPUT_ACTIVATION
 from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
 from ._params import ParamLayout, glorot_uniform
 from ._validation import (
     PARAMETER_CONSTRAINTS,
+    check_class_weight,
     check_hidden_layer_sizes,
     check_layer_shapes,
     check_poisson_target,
     check_sample_weight,
+    check_weight_sum,
     resolve_activations,
 )
 
@@ -74,7 +77,7 @@ class _OptimizerState:
         return self.schedule.learning_rate
 
 
-class BaseMultilayerPerceptron(BaseEstimator):
+class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
     Not meant to be used directly.
@@ -173,6 +176,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         # A failed call must leave a fitted model exactly as it was: snapshot
         # the attributes (every array below is replaced, never mutated).
+        # Callbacks are set up first: the snapshot keeps their context, so
+        # scikit-learn's _fit_context tears them down even after a failure.
+        init_fit_context(self, incremental)
         snapshot = dict(self.__dict__)
         try:
             return self._fit_unsafe(X, y, sample_weight, incremental)
@@ -182,6 +188,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
             raise
 
     def _fit_unsafe(self, X, y, sample_weight, incremental):
+        if incremental:
+            # scikit-learn's _fit_context skips parameter validation in
+            # partial_fit once fitted, but set_params may have changed them.
+            self._validate_params()
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         names = self._hidden_activations(len(hidden_layer_sizes))
         if self.early_stopping and incremental:
@@ -194,6 +204,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         dtype = X.dtype
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype)
+        hooks = FitHooks(self, X, y, sample_weight)
         sample_weight = self._apply_class_weight(
             y, sample_weight, X, dtype, incremental
         )
@@ -215,13 +226,16 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.n_outputs_ = n_outputs
         network = self._network(layer_units)
 
+        hooks.fit_begin()
         with kernel_threads(self.n_jobs):
             if self.solver in STOCHASTIC_SOLVERS:
                 params = self._fit_stochastic(
-                    X, y, sample_weight, params, network, incremental
+                    X, y, sample_weight, params, network, incremental, hooks
                 )
             else:
-                params = self._fit_full_batch(X, y, sample_weight, params, network)
+                params = self._fit_full_batch(
+                    X, y, sample_weight, params, network, hooks
+                )
 
         if not np.all(np.isfinite(params)):
             raise ValueError(
@@ -229,6 +243,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         self.coefs_, self.intercepts_ = network.layout.unpack(params)
+        hooks.fit_end()
         return self
 
     def _initialize(self, y, layer_units, names, dtype):
@@ -260,7 +275,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self.best_validation_score_ = None
         return params
 
-    def _fit_stochastic(self, X, y, sample_weight, params, network, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, params, network, incremental, hooks):
         layout = network.layout
         if not incremental or not hasattr(self, "_optimizer"):
             schedule = LearningRateSchedule(
@@ -288,19 +303,24 @@ class BaseMultilayerPerceptron(BaseEstimator):
             # Don't stratify in multilabel classification (as scikit-learn).
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
             stratify = self._stratify_target(y) if should_stratify else None
-            X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+            # The row indices ride along for the callbacks; extra arrays do
+            # not change the split.
+            split = train_test_split(
                 X,
                 y,
                 sample_weight,
+                np.arange(X.shape[0]),
                 random_state=self._random_state,
                 test_size=self.validation_fraction,
                 stratify=stratify,
             )
+            X_train, X_val, y_train, y_val, sw_train, sw_val, rows_train, _ = split
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' "
                     "or the size of your dataset."
                 )
+            hooks.restrict_to_rows(rows_train)
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
             if self._unit_weights:
@@ -344,6 +364,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     perm = np.arange(n_samples)
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
+                hooks.step_begin("epoch", params, layout)
                 loss_sum, n_batches, status, adam_t = _epoch.run_epoch(
                     *Xk,
                     Y,
@@ -396,6 +417,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 if early_stopping and improved:
                     best_params = params.copy()
                 opt.schedule.iteration_ends(self.t_)
+                if hooks.step_end(params, layout):
+                    break  # a callback asked to stop
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -429,7 +452,30 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.gradient_norms_ = np.vstack([self.gradient_norms_, *epoch_norms])
         if early_stopping:
             params = best_params
+        elif n_iter:
+            self._check_last_step(X_train, sample_idx, network, params)
         return params
+
+    def _check_last_step(self, X, sample_idx, network, params):
+        """Catch a last update that left finite weights with non-finite outputs.
+
+        The epoch kernel sees each batch's loss before its update, so a blow-up
+        in the very last step would go unnoticed; a forward pass over a few rows
+        of the last batch (cheap) catches it.
+        """
+        rows = np.sort(sample_idx[-64:])
+        y_pred = self._predict_params(X[rows], network, params)
+        # Weights whose squared norm overflows have no finite objective either
+        # (the L2 term), even where these rows' outputs saturate.
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared_norm = params @ params
+        if not (np.all(np.isfinite(y_pred)) and np.isfinite(squared_norm)):
+            raise ValueError(
+                f"Training diverged in epoch {self.n_iter_}: the last update made "
+                "the network's outputs non-finite (NaN or inf). Lower "
+                "learning_rate_init, scale the input (e.g. StandardScaler), or "
+                "set max_grad_norm to clip the gradients."
+            )
 
     def _optimizer_hyper(self, opt):
         """The optimizer's hyperparameters, in the layout the epoch kernel reads."""
@@ -466,7 +512,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.best_loss_ = self.loss_curve_[-1]
         return False
 
-    def _fit_full_batch(self, X, y, sample_weight, params, network):
+    def _fit_full_batch(self, X, y, sample_weight, params, network, hooks):
         Xk = kernel_input(X, params.dtype)
         Y = np.ascontiguousarray(y, dtype=params.dtype)
         sw = np.ascontiguousarray(sample_weight, dtype=params.dtype)
@@ -476,8 +522,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         epoch_norms = []
 
+        hooks.step_begin("iteration", params, network.layout)
+
         def callback(intermediate_result):
             epoch_norms.append(objective.layer_grad_norms())
+            if hooks.active:
+                x = np.asarray(intermediate_result.x).astype(params.dtype)
+                hooks.step_end(x, network.layout)
+                hooks.step_begin("iteration", x, network.layout)
 
         result = _full_batch.minimize(
             objective,
@@ -489,9 +541,18 @@ class BaseMultilayerPerceptron(BaseEstimator):
             _get_additional_lbfgs_options_dict("iprint", iprint),
             callback,
         )
+        hooks.close_step()
         if self.solver == "lbfgs":
             self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         else:
+            if not np.isfinite(result.fun):
+                # lbfgs (as scikit-learn) stays at its last finite point and
+                # warns; cg's line search can stop where the loss overflows.
+                raise ValueError(
+                    "Training diverged: cg stopped at weights where the loss is "
+                    "non-finite (NaN or inf). Scale the input and targets (e.g. "
+                    "StandardScaler)."
+                )
             self.n_iter_ = min(int(result.nit), self.max_iter)
             if result.status != 0:
                 warnings.warn(
@@ -513,12 +574,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _forward_pass_fast(self, X, check_input=True):
         """Predicted outputs (after the output activation) for X."""
         if check_input:
+            # dtype="numeric" as scikit-learn's predict: string arrays are
+            # rejected; kernel_input casts to the model's dtype.
             X = validate_data(
                 self,
                 X,
                 accept_sparse=["csr", "csc"],
                 reset=False,
-                dtype=(np.float64, np.float32),
+                dtype="numeric",
             )
         network, params = self._fitted_network()
         return self._predict_params(X, network, params)
@@ -563,6 +626,20 @@ class BaseMultilayerPerceptron(BaseEstimator):
         intercept_grads : list of ndarray
             Gradient with respect to each ``intercepts_[i]``.
 
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastbp import MLPRegressor
+        >>> rng = np.random.RandomState(0)
+        >>> X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+        >>> reg = MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs",
+        ...                    max_iter=200, random_state=0).fit(X, y)
+        >>> loss, coef_grads, intercept_grads = reg.loss_and_gradients(X, y)
+        >>> [g.shape for g in coef_grads]
+        [(3, 4), (4, 1)]
+        >>> bool(np.isclose(loss, reg.loss_))
+        True
+
         """
         check_is_fitted(self)
         network, params, Xk, Y, sw = self._objective_inputs(X, y, sample_weight)
@@ -587,8 +664,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
         network, params = self._fitted_network()
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, params.dtype)
-        else:
-            sample_weight = np.ones(X.shape[0], dtype=params.dtype)
         if is_classifier(self):
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y)
@@ -597,6 +672,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 raise ValueError(
                     f"y has labels {unseen} that are not in classes_ {self.classes_}."
                 )
+        # class_weight too: the objective is exactly the one fit minimises.
+        sample_weight = self._training_weights(
+            y, sample_weight, X.shape[0], params.dtype, incremental=False
+        )
+        if is_classifier(self):
             y = self._label_binarizer.transform(y)
         elif self.loss == "poisson":
             check_poisson_target(y)
@@ -612,9 +692,15 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return network, params, Xk, Y, sw
 
     def _apply_class_weight(self, y, sample_weight, X, dtype, incremental):
-        self._unit_weights = sample_weight is None
+        self._unit_weights = (
+            sample_weight is None and getattr(self, "class_weight", None) is None
+        )
+        return self._training_weights(y, sample_weight, X.shape[0], dtype, incremental)
+
+    def _training_weights(self, y, sample_weight, n_samples, dtype, incremental):
+        """The per-sample weights of the objective (no side effects)."""
         if sample_weight is None:
-            sample_weight = np.ones(X.shape[0], dtype=dtype)
+            sample_weight = np.ones(n_samples, dtype=dtype)
         return sample_weight
 
     def __sklearn_tags__(self):
@@ -864,10 +950,13 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     def _stratify_target(self, y):
         return y
 
-    def _apply_class_weight(self, y, sample_weight, X, dtype, incremental):
-        self._unit_weights = sample_weight is None and self.class_weight is None
+    def _training_weights(self, y, sample_weight, n_samples, dtype, incremental):
+        """Return ``sample_weight`` times the class weights of ``y``'s labels.
+
+        No side effects: ``loss_and_gradients`` uses it too.
+        """
         if sample_weight is None:
-            sample_weight = np.ones(X.shape[0], dtype=dtype)
+            sample_weight = np.ones(n_samples, dtype=dtype)
         if self.class_weight is None:
             return sample_weight
         if incremental and self.class_weight == "balanced":
@@ -885,8 +974,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     f"class_weight has labels {sorted(unknown, key=str)} that are "
                     f"not in classes_ {self.classes_}."
                 )
+        check_class_weight(self.class_weight)
         weights = compute_sample_weight(self.class_weight, y)
-        return np.ascontiguousarray(sample_weight * weights.astype(dtype))
+        sample_weight = np.ascontiguousarray(sample_weight * weights.astype(dtype))
+        check_weight_sum(sample_weight, "sample_weight times class_weight")
+        return sample_weight
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.
@@ -939,6 +1031,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             Trained MLP model.
 
         """
+        init_fit_context(self, incremental=True)  # before the snapshot; see _fit
         snapshot = dict(self.__dict__)
         try:
             if _check_partial_fit_first_call(self, classes):

@@ -101,6 +101,26 @@ def test_class_weight_equals_sample_weight(digits):
         )
 
 
+def test_loss_and_gradients_includes_class_weight(digits):
+    """The objective reported is the one fit minimises, class weights included."""
+    X, y = digits[0][:200] / 16, digits[1][:200]
+    cw = {c: 1.0 + c for c in range(10)}
+    weighted = fastbp.MLPClassifier(
+        class_weight=cw, max_iter=3, random_state=0, hidden_layer_sizes=(8,)
+    ).fit(X, y)
+    plain = pickle.loads(pickle.dumps(weighted)).set_params(class_weight=None)
+    loss, coef_grads, intercept_grads = weighted.loss_and_gradients(X, y)
+    ref_loss, ref_coef, ref_intercept = plain.loss_and_gradients(
+        X, y, sample_weight=1.0 + y
+    )
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for u, v in zip(
+        coef_grads + intercept_grads, ref_coef + ref_intercept, strict=True
+    ):
+        np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-14)
+    assert abs(plain.loss_and_gradients(X, y)[0] - loss) > 1e-3  # weights matter
+
+
 @pytest.mark.parametrize(
     "activation", ["leaky_relu", "elu", "softplus", "gelu", ["relu", "gelu"]]
 )

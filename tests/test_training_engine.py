@@ -146,8 +146,11 @@ _LONG_FIT = textwrap.dedent(
         warnings.simplefilter("always")
         est.fit(X, y)
     assert any("interrupted" in str(w.message) for w in caught)
-    est.predict(X[:5])
-    print("N_ITER", est.n_iter_, flush=True)
+    # A usable model: finite weights, finite predictions, training resumable.
+    assert all(np.isfinite(p).all() for p in est.coefs_ + est.intercepts_)
+    assert np.isfinite(est.predict_proba(X[:5])).all()
+    est.partial_fit(X[:100], y[:100])
+    print("N_ITER", est.n_iter_ - 1, flush=True)
     """
 )
 

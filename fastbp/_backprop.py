@@ -32,7 +32,19 @@ from numba import prange
 from ._activations import GELU, activation_derivative_from_output, activation_forward
 from ._jit import jit
 from ._losses import output_activation, output_loss_and_delta
-from ._optimizers import step_range
+from ._optimizers import (
+    ADAM,
+    ADAM_LR_T,
+    BETA_1,
+    BETA_2,
+    EPSILON,
+    LEARNING_RATE,
+    MOMENTUM,
+    NESTEROV,
+    adam_entry,
+    sgd_entry,
+    step_range,
+)
 
 #: Upper bound on the number of chunks a batch is split into.
 MAX_CHUNKS = 8
@@ -590,6 +602,73 @@ def finish_range(chunk_grads, n_chunks, params, lo, hi, is_coef, alpha, inv_sw, 
     return sq_w, sq_g
 
 
+@jit()
+def finish_step_range(
+    chunk_grads,
+    n_chunks,
+    params,
+    lo,
+    hi,
+    is_coef,
+    alpha,
+    inv_sw,
+    grad,
+    solver,
+    hyper,
+    state_1,
+    state_2,
+):
+    """:func:`finish_range` and the optimizer step fused into one pass.
+
+    The same arithmetic as ``finish_range`` followed by
+    :func:`fastbp._optimizers.step_range` with ``scale = 1``, reading and
+    writing each entry once (an online step is dominated by these passes).
+    """
+    m = hi - lo
+    if n_chunks == 1:
+        raw = chunk_grads[0, lo:hi]
+    else:
+        raw = grad[lo:hi]
+        first = chunk_grads[0, lo:hi]
+        for k in range(m):
+            raw[k] = first[k]
+        for c in range(1, n_chunks):
+            other = chunk_grads[c, lo:hi]
+            for k in range(m):
+                raw[k] += other[k]
+    w = params[lo:hi]
+    g = grad[lo:hi]
+    s1 = state_1[lo:hi]
+    a = alpha if is_coef else 0.0  # intercepts are not penalised
+    sq_w = 0.0
+    sq_g = 0.0
+    if solver == ADAM:
+        s2 = state_2[lo:hi]
+        lr_t = hyper[ADAM_LR_T]
+        b1 = hyper[BETA_1]
+        b2 = hyper[BETA_2]
+        eps = hyper[EPSILON]
+        for k in range(m):
+            wk = w[k]
+            gk = (raw[k] + a * wk) * inv_sw
+            sq_w += wk * wk
+            sq_g += gk * gk
+            g[k] = gk
+            w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
+    else:
+        lr = hyper[LEARNING_RATE]
+        mu = hyper[MOMENTUM]
+        nesterov = hyper[NESTEROV] != 0.0
+        for k in range(m):
+            wk = w[k]
+            gk = (raw[k] + a * wk) * inv_sw
+            sq_w += wk * wk
+            sq_g += gk * gk
+            g[k] = gk
+            w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
+    return (sq_w if is_coef else 0.0), sq_g
+
+
 #: Entries per block of the finishing pass; blocks never straddle layers.
 FINISH_BLOCK = 16384
 #: From this many parameters on, the finishing pass runs in parallel.
@@ -647,6 +726,25 @@ def _finish_step_block(
     state_2,
     scale,
 ):
+    if do_finish and solver >= 0 and scale == 1.0:
+        sq_w, sq_g = finish_step_range(
+            chunk_grads,
+            n_chunks,
+            params,
+            start[b],
+            stop[b],
+            is_coef[b],
+            alpha,
+            inv_sw,
+            grad,
+            solver,
+            hyper,
+            state_1,
+            state_2,
+        )
+        partial[b, 0] = sq_w
+        partial[b, 1] = sq_g
+        return
     if do_finish:
         sq_w, sq_g = finish_range(
             chunk_grads,

@@ -54,6 +54,23 @@ def adam_learning_rate(learning_rate, beta_1, beta_2, t):
 
 
 @jit()
+def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
+    """SGD's update of one entry: returns the new ``(w, velocity)``."""
+    v = momentum * velocity - learning_rate * g
+    if nesterov:
+        return w + (momentum * v - learning_rate * g), v
+    return w + v, v
+
+
+@jit()
+def adam_entry(w, m, v, g, lr_t, beta_1, beta_2, epsilon):
+    """Adam's update of one entry: returns the new ``(w, m, v)``."""
+    m = beta_1 * m + (1.0 - beta_1) * g
+    v = beta_2 * v + (1.0 - beta_2) * (g * g)
+    return w - lr_t * m / (math.sqrt(v) + epsilon), m, v
+
+
+@jit()
 def step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, scale):
     """Apply the optimizer step to entries ``lo:hi`` with gradient ``scale * grad``.
 
@@ -71,29 +88,16 @@ def step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, scale):
         b1 = hyper[BETA_1]
         b2 = hyper[BETA_2]
         eps = hyper[EPSILON]
-        one_minus_b1 = 1.0 - b1
-        one_minus_b2 = 1.0 - b2
         for k in range(m):
-            gk = scale * g[k]
-            mk = b1 * s1[k] + one_minus_b1 * gk
-            vk = b2 * s2[k] + one_minus_b2 * (gk * gk)
-            s1[k] = mk
-            s2[k] = vk
-            p[k] -= lr_t * mk / (math.sqrt(vk) + eps)
+            p[k], s1[k], s2[k] = adam_entry(
+                p[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
+            )
     else:
         lr = hyper[LEARNING_RATE]
         mu = hyper[MOMENTUM]
-        if hyper[NESTEROV] != 0.0:
-            for k in range(m):
-                gk = scale * g[k]
-                v = mu * s1[k] - lr * gk
-                s1[k] = v
-                p[k] += mu * v - lr * gk
-        else:
-            for k in range(m):
-                v = mu * s1[k] - lr * (scale * g[k])
-                s1[k] = v
-                p[k] += v
+        nesterov = hyper[NESTEROV] != 0.0
+        for k in range(m):
+            p[k], s1[k] = sgd_entry(p[k], s1[k], scale * g[k], lr, mu, nesterov)
 
 
 @jit()

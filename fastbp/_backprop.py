@@ -930,9 +930,16 @@ def batch_loss_grad(
     in order, so the workspace (and the rows gathered into it) stays bounded:
     X is never copied whole.
     """
+    # Chunk sums are added up in fixed order, starting from exact zeros: for a
+    # batch of one sub-batch this is the order finish_range would use.
     n = rows.shape[0]
-    if n <= sub_rows:
-        loss_sum, sw_sum = batch_raw_loss_grad(
+    sums = np.zeros((1, params.shape[0]), dtype=params.dtype)
+    loss_sum = 0.0
+    sw_sum = 0.0
+    for start in range(0, n, sub_rows):
+        sub = rows[start : min(start + sub_rows, n)]
+        sub_chunks = min(n_chunks, sub.shape[0])
+        sub_loss, sub_sw = batch_raw_loss_grad(
             X,
             X_data,
             X_indices,
@@ -940,7 +947,7 @@ def batch_loss_grad(
             is_sparse,
             Y,
             sample_weight,
-            rows,
+            sub,
             params,
             layer_units,
             coef_off,
@@ -953,50 +960,17 @@ def batch_loss_grad(
             d_off,
             chunk_grads,
             chunk_losses,
-            n_chunks,
+            sub_chunks,
         )
-        sums = chunk_grads
-        n_sums = n_chunks
-    else:
-        sums = np.zeros((1, params.shape[0]), dtype=params.dtype)
-        n_sums = 1
-        loss_sum = 0.0
-        sw_sum = 0.0
-        for start in range(0, n, sub_rows):
-            sub = rows[start : min(start + sub_rows, n)]
-            sub_chunks = min(n_chunks, sub.shape[0])
-            sub_loss, sub_sw = batch_raw_loss_grad(
-                X,
-                X_data,
-                X_indices,
-                X_indptr,
-                is_sparse,
-                Y,
-                sample_weight,
-                sub,
-                params,
-                layer_units,
-                coef_off,
-                intercept_off,
-                hidden_acts,
-                loss_code,
-                ws,
-                a_off,
-                z_off,
-                d_off,
-                chunk_grads,
-                chunk_losses,
-                sub_chunks,
-            )
-            loss_sum += sub_loss
-            sw_sum += sub_sw
-            for c in range(sub_chunks):  # fixed order: thread-count independent
-                sums[0] += chunk_grads[c]
+        loss_sum += sub_loss
+        sw_sum += sub_sw
+        for c in range(sub_chunks):  # fixed order: thread-count independent
+            sums[0] += chunk_grads[c]
     inv_sw = inverse_weight_sum(sw_sum)
     no_state = params[:0]
     sq_w, _ = finish_and_step(
         sums,
-        n_sums,
+        1,
         params,
         layer_units,
         coef_off,

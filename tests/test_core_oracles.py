@@ -112,6 +112,20 @@ def make_problem(loss, n_hidden, act, dtype, weighted, seed=0, n=30):
     return X, Y, sw, layout, params, net, alpha
 
 
+def loss_grad_with_1_and_2_threads(net, Xk, Y, sw, params, alpha):
+    """``[(loss, grad)]`` computed with 1, then with 2 numba threads."""
+    previous = numba.get_num_threads()
+    out = []
+    try:
+        for n_threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n_threads)
+            g = np.empty_like(params)
+            out.append((net.loss_grad(Xk, Y, sw, params, alpha, g), g))
+    finally:
+        numba.set_num_threads(previous)
+    return out
+
+
 CASES = [
     (loss, n_hidden, act, weighted)
     for loss in LOSSES
@@ -184,16 +198,9 @@ def test_gradient_bit_identical_for_1_and_2_threads():
     X, Y, sw, layout, params, net, alpha = make_problem(
         "log_loss", 2, "relu", np.float64, True, n=700
     )
-    Xk = kernel_input(X, np.float64)
-    previous = numba.get_num_threads()
-    try:
-        out = []
-        for n_threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(n_threads)
-            g = np.empty_like(params)
-            out.append((net.loss_grad(Xk, Y, sw, params, alpha, g), g))
-    finally:
-        numba.set_num_threads(previous)
+    out = loss_grad_with_1_and_2_threads(
+        net, kernel_input(X, np.float64), Y, sw, params, alpha
+    )
     assert out[0][0] == out[1][0]
     assert np.array_equal(out[0][1], out[1][1])
 
@@ -364,15 +371,7 @@ def test_full_batch_in_sub_batches_matches_reference(monkeypatch, loss, dtype):
         X, Y, sw, coefs, intercepts, ["tanh"] * 2, loss, alpha
     )
     ref = layout.pack(cg, ig, np.float64)
-    previous = numba.get_num_threads()
-    out = []
-    try:
-        for n_threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(n_threads)
-            g = np.empty_like(params)
-            out.append((net.loss_grad(Xk, Y, sw, params, alpha, g), g))
-    finally:
-        numba.set_num_threads(previous)
+    out = loss_grad_with_1_and_2_threads(net, Xk, Y, sw, params, alpha)
     (value, grad), (value_2, grad_2) = out
     rtol = RTOL[dtype]
     assert grad.dtype == dtype

@@ -213,7 +213,9 @@ def chunk_forward(
     if not is_sparse:
         A0 = _view(ws, a_off[0], n, layer_units[0])
         for i in range(n):
-            A0[i, :] = X[rows[i]]
+            row = X[rows[i]]
+            for j in range(layer_units[0]):  # a loop: no broadcast check to compile
+                A0[i, j] = row[j]
     empty = ws[0:0].reshape((0, 0))
     for l in range(n_weight_layers):
         fi = layer_units[l]
@@ -340,7 +342,7 @@ def chunk_loss_grad(
         z_off,
         d_off,
     )
-    cur = 0
+    cur = np.int64(0)  # typed, not a literal: one compiled backward_layer
     for l in range(layer_units.shape[0] - 2, -1, -1):
         cur = backward_layer(
             l,
@@ -786,7 +788,7 @@ def _finish_step_parallel(
 ):
     for b in prange(start.shape[0]):
         _finish_step_block(
-            b,
+            np.int64(b),  # prange's index is unsigned: reuse the serial version
             start,
             stop,
             is_coef,
@@ -818,7 +820,6 @@ def finish_and_step(
     inv_sw,
     grad,
     layer_sq,
-    do_finish,
     solver,
     hyper,
     state_1,
@@ -827,14 +828,20 @@ def finish_and_step(
 ):
     """Block-wise pass over the parameters: finish the gradient, then step.
 
-    With ``do_finish``, reduces the chunk gradients into the normalised
+    With ``n_chunks > 0``, reduces the chunk gradients into the normalised
     ``grad`` (:func:`finish_range`); ``layer_sq[l]`` receives the squared L2
     norm of layer ``l``'s coefficient gradient, and ``(||W||^2, ||grad||^2)``
     is returned.  With ``solver >= 0``, then applies the optimizer step with
     gradient ``scale * grad`` to the same block while it is in cache.  Blocks
     run in parallel for large networks; every sum is formed in the same fixed
     order either way, so results never depend on the thread count.
+    ``n_chunks == 0`` (the second pass of clipping) only steps, along the
+    already finished ``grad``.
     """
+    # A runtime value, not a literal flag: numba compiles one specialisation
+    # per literal bool, and this function (with its parallel region) is costly
+    # to compile.
+    do_finish = n_chunks > 0
     start, stop, layer, is_coef = finish_blocks(layer_units, coef_off, intercept_off)
     partial = np.zeros((start.shape[0], 2), dtype=np.float64)
     if params.shape[0] >= PARALLEL_FINISH_MIN:
@@ -964,13 +971,16 @@ def batch_loss_grad(
         )
         loss_sum += sub_loss
         sw_sum += sub_sw
+        total = sums[0]
         for c in range(sub_chunks):  # fixed order: thread-count independent
-            sums[0] += chunk_grads[c]
+            part = chunk_grads[c]
+            for k in range(total.shape[0]):
+                total[k] += part[k]
     inv_sw = inverse_weight_sum(sw_sum)
     no_state = params[:0]
     sq_w, _ = finish_and_step(
         sums,
-        1,
+        np.int64(1),  # typed, not a literal: the epoch's compiled version
         params,
         layer_units,
         coef_off,
@@ -979,7 +989,6 @@ def batch_loss_grad(
         inv_sw,
         grad,
         layer_sq,
-        True,
         -1,
         np.empty(0),
         no_state,
@@ -1036,7 +1045,9 @@ def forward_predict(
         )
         Z = _view(ws, a_off[L], hi - lo, n_out)
         output_activation(loss_code, Z)
-        out[lo:hi, :] = Z
+        for i in range(hi - lo):
+            for j in range(n_out):
+                out[lo + i, j] = Z[i, j]
 
 
 def kernel_input(X, dtype):

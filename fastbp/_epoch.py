@@ -154,7 +154,6 @@ def run_epoch(
             inv_sw,
             grad,
             layer_sq,
-            True,
             -1 if clip else solver,
             hyper,
             state_1,
@@ -168,7 +167,9 @@ def run_epoch(
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
             finish_and_step(
                 chunk_grads,
-                batch_n_chunks,
+                # No chunk sums to reduce: step along the finished grad (typed,
+                # not a literal 0, which numba would compile separately).
+                np.int64(0),
                 params,
                 layer_units,
                 coef_off,
@@ -177,7 +178,6 @@ def run_epoch(
                 inv_sw,
                 grad,
                 layer_sq,
-                False,
                 solver,
                 hyper,
                 state_1,

@@ -702,9 +702,16 @@ def test_divergence_is_detected_after_some_epochs():
     assert not hasattr(est, "coefs_")
 
 
-@pytest.mark.parametrize("kind", ["clf", "reg"])
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs", "cg"])
-@pytest.mark.parametrize("absurd", ["learning_rate", "X", "y", "sample_weight"])
+@pytest.mark.parametrize(
+    "kind,absurd",
+    [
+        (kind, absurd)
+        for kind in ("clf", "reg")
+        for absurd in ("learning_rate", "X", "y", "sample_weight")
+        if (kind, absurd) != ("clf", "y")  # class labels have no magnitude
+    ],
+)
 def test_divergence_never_returns_non_finite_weights(kind, solver, absurd):
     rng = np.random.RandomState(0)
     X = rng.randn(40, 4)
@@ -716,8 +723,6 @@ def test_divergence_never_returns_non_finite_weights(kind, solver, absurd):
     elif absurd == "X":
         X = X * 1e300
     elif absurd == "y":
-        if kind == "clf":
-            pytest.skip("labels cannot be large")
         y = y * 1e300
     else:
         sw = np.full(40, 1e306)

@@ -140,8 +140,10 @@ _LONG_FIT = textwrap.dedent(
     rng = np.random.RandomState(0)
     X = rng.randn(20000, 50)
     y = rng.randint(0, 5, 20000)
-    est = fastbp.MLPClassifier((64,), max_iter=100000, tol=0, verbose=True,
-                               random_state=0)
+    # Never stops by itself before max_iter (tens of seconds): a signal that
+    # is not honoured fails the "interrupted" assertion below.
+    est = fastbp.MLPClassifier((64,), max_iter=3000, tol=0, n_iter_no_change=10**9,
+                               verbose=True, random_state=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est.fit(X, y)
@@ -158,7 +160,9 @@ _LONG_FIT = textwrap.dedent(
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery needs POSIX")
 def test_ctrl_c_stops_within_one_epoch():
     proc = subprocess.Popen(
-        [sys.executable, "-c", _LONG_FIT],
+        # Unbuffered: each verbose line reaches us as its epoch ends, so the
+        # signal lands during the next epoch, not after a buffer flush.
+        [sys.executable, "-u", "-c", _LONG_FIT],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

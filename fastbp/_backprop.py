@@ -34,15 +34,10 @@ from ._jit import jit
 from ._losses import output_activation, output_loss_and_delta
 from ._optimizers import (
     ADAM,
-    ADAM_LR_T,
-    BETA_1,
-    BETA_2,
-    EPSILON,
-    LEARNING_RATE,
-    MOMENTUM,
-    NESTEROV,
     adam_entry,
+    adam_hyper,
     sgd_entry,
+    sgd_hyper,
     step_range,
 )
 
@@ -646,10 +641,7 @@ def finish_step_range(
     sq_g = 0.0
     if solver == ADAM:
         s2 = state_2[lo:hi]
-        lr_t = hyper[ADAM_LR_T]
-        b1 = hyper[BETA_1]
-        b2 = hyper[BETA_2]
-        eps = hyper[EPSILON]
+        lr_t, b1, b2, eps = adam_hyper(hyper)
         for k in range(m):
             wk = w[k]
             gk = (raw[k] + a * wk) * inv_sw
@@ -658,9 +650,7 @@ def finish_step_range(
             g[k] = gk
             w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
     else:
-        lr = hyper[LEARNING_RATE]
-        mu = hyper[MOMENTUM]
-        nesterov = hyper[NESTEROV] != 0.0
+        lr, mu, nesterov = sgd_hyper(hyper)
         for k in range(m):
             wk = w[k]
             gk = (raw[k] + a * wk) * inv_sw

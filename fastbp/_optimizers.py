@@ -54,6 +54,18 @@ def adam_learning_rate(learning_rate, beta_1, beta_2, t):
 
 
 @jit()
+def sgd_hyper(hyper):
+    """SGD's ``(learning_rate, momentum, nesterov)`` from the ``hyper`` array."""
+    return hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[NESTEROV] != 0.0
+
+
+@jit()
+def adam_hyper(hyper):
+    """Adam's ``(lr_t, beta_1, beta_2, epsilon)`` from the ``hyper`` array."""
+    return hyper[ADAM_LR_T], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+
+
+@jit()
 def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
     """SGD's update of one entry: returns the new ``(w, velocity)``."""
     v = momentum * velocity - learning_rate * g
@@ -84,18 +96,13 @@ def step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, scale):
     m = hi - lo
     if solver == ADAM:
         s2 = state_2[lo:hi]
-        lr_t = hyper[ADAM_LR_T]
-        b1 = hyper[BETA_1]
-        b2 = hyper[BETA_2]
-        eps = hyper[EPSILON]
+        lr_t, b1, b2, eps = adam_hyper(hyper)
         for k in range(m):
             p[k], s1[k], s2[k] = adam_entry(
                 p[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
             )
     else:
-        lr = hyper[LEARNING_RATE]
-        mu = hyper[MOMENTUM]
-        nesterov = hyper[NESTEROV] != 0.0
+        lr, mu, nesterov = sgd_hyper(hyper)
         for k in range(m):
             p[k], s1[k] = sgd_entry(p[k], s1[k], scale * g[k], lr, mu, nesterov)
 

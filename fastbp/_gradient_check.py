@@ -117,10 +117,7 @@ def check_gradients(estimator, X, y, sample_weight=None, *, epsilon=1e-6):
     _, coef_grads, intercept_grads = work.loss_and_gradients(X, y, sample_weight)
     network, params, Xk, Y, sw = work._objective_inputs(X, y, sample_weight)
     layout = network.layout
-    backprop = np.empty(layout.n_params)
-    for i in range(layout.n_layers):
-        layout.coef_view(backprop, i)[...] = coef_grads[i]
-        layout.intercept_view(backprop, i)[...] = intercept_grads[i]
+    backprop = layout.pack(coef_grads, intercept_grads, np.float64)
 
     # ``params`` is a fresh packed vector owned by this function: perturbing it
     # touches neither the estimator nor its copy.

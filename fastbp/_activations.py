@@ -63,99 +63,80 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @jit()
-def activation_forward(code, Z, Zpre):
-    """Apply the activation ``code`` to ``Z`` in place.
+def activation_forward(code, z, zpre):
+    """Apply the activation ``code`` to the flat block ``z`` in place.
 
-    ``Zpre`` receives a copy of the pre-activation for GELU layers and is not
+    ``zpre`` receives a copy of the pre-activation for GELU layers and is not
     touched otherwise (pass an empty array).
     """
-    n, m = Z.shape
-    if code == IDENTITY:
-        return
+    m = z.shape[0]
     if code == LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = 1.0 / (1.0 + math.exp(-Z[i, j]))
+        for k in range(m):
+            z[k] = 1.0 / (1.0 + math.exp(-z[k]))
     elif code == TANH:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = math.tanh(Z[i, j])
+        for k in range(m):
+            z[k] = math.tanh(z[k])
     elif code == RELU:
-        for i in range(n):
-            for j in range(m):
-                if not Z[i, j] > 0.0:
-                    Z[i, j] = 0.0
+        for k in range(m):
+            if not z[k] > 0.0:
+                z[k] = 0.0
     elif code == LEAKY_RELU:
-        for i in range(n):
-            for j in range(m):
-                if not Z[i, j] > 0.0:
-                    Z[i, j] *= LEAKY_SLOPE
+        for k in range(m):
+            if not z[k] > 0.0:
+                z[k] *= LEAKY_SLOPE
     elif code == ELU:
-        for i in range(n):
-            for j in range(m):
-                if not Z[i, j] > 0.0:
-                    Z[i, j] = math.expm1(Z[i, j])
+        for k in range(m):
+            if not z[k] > 0.0:
+                z[k] = math.expm1(z[k])
     elif code == SOFTPLUS:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), overflow-free
-                Z[i, j] = max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+        for k in range(m):
+            v = z[k]
+            # log(1 + e^v) = max(v, 0) + log1p(e^-|v|), overflow-free
+            z[k] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
     elif code == GELU:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                Zpre[i, j] = z
-                Z[i, j] = 0.5 * z * (1.0 + math.erf(z * _INV_SQRT2))
+        for k in range(m):
+            v = z[k]
+            zpre[k] = v
+            z[k] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+    # IDENTITY: nothing to do
 
 
 @jit()
-def activation_derivative_from_output(code, Y, Zpre, delta):
-    """Multiply ``delta`` in place by ``f'(z)``, computed from the output ``Y``.
+def activation_derivative_from_output(code, y, zpre, delta):
+    """Multiply the flat block ``delta`` in place by ``f'(z)``, from the output ``y``.
 
-    ``Zpre`` is read for GELU only.
+    ``zpre`` is read for GELU only.
     """
-    n, m = delta.shape
-    if code == IDENTITY:
-        return
+    m = delta.shape[0]
     if code == LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                y = Y[i, j]
-                delta[i, j] *= y * (1.0 - y)
+        for k in range(m):
+            delta[k] *= y[k] * (1.0 - y[k])
     elif code == TANH:
-        for i in range(n):
-            for j in range(m):
-                y = Y[i, j]
-                delta[i, j] *= 1.0 - y * y
+        for k in range(m):
+            delta[k] *= 1.0 - y[k] * y[k]
     elif code == RELU:
-        for i in range(n):
-            for j in range(m):
-                if not Y[i, j] > 0.0:
-                    delta[i, j] = 0.0
+        for k in range(m):
+            if not y[k] > 0.0:
+                delta[k] = 0.0
     elif code == LEAKY_RELU:
-        for i in range(n):
-            for j in range(m):
-                if not Y[i, j] > 0.0:
-                    delta[i, j] *= LEAKY_SLOPE
+        for k in range(m):
+            if not y[k] > 0.0:
+                delta[k] *= LEAKY_SLOPE
     elif code == ELU:
-        for i in range(n):
-            for j in range(m):
-                y = Y[i, j]
-                if not y > 0.0:
-                    delta[i, j] *= y + 1.0
+        for k in range(m):
+            if not y[k] > 0.0:
+                delta[k] *= y[k] + 1.0
     elif code == SOFTPLUS:
-        for i in range(n):
-            for j in range(m):
-                # sigmoid(z) = 1 - e^(-softplus(z)), precise near y = 0
-                delta[i, j] *= -math.expm1(-Y[i, j])
+        for k in range(m):
+            # sigmoid(z) = 1 - e^(-softplus(z)), precise near y = 0
+            delta[k] *= -math.expm1(-y[k])
     elif code == GELU:
-        for i in range(n):
-            for j in range(m):
-                z = Zpre[i, j]
-                cdf = 0.5 * (1.0 + math.erf(z * _INV_SQRT2))
-                pdf = _INV_SQRT_2PI * math.exp(-0.5 * z * z)
-                delta[i, j] *= cdf + z * pdf
+        for k in range(m):
+            v = zpre[k]
+            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+            pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+            delta[k] *= cdf + v * pdf
+    # IDENTITY: f' = 1
 
 
 def activation_codes(names):

@@ -15,6 +15,8 @@ With an older scikit-learn nothing is imported from ``sklearn.callback``,
 
 from sklearn.utils import _safe_indexing
 
+from ._validation import FULL_BATCH_SOLVERS
+
 try:
     from sklearn.callback import CallbackSupportMixin
 except ImportError:  # scikit-learn < 1.9: no callback API
@@ -25,9 +27,6 @@ except ImportError:  # scikit-learn < 1.9: no callback API
 
 else:
     HAS_CALLBACK_API = True
-
-
-FULL_BATCH_SOLVERS = ("lbfgs", "cg")
 
 
 def init_fit_context(estimator, incremental):

@@ -2,16 +2,11 @@
 
 :func:`run_epoch` receives the epoch's sample order (drawn in Python from the
 estimator's RandomState, as scikit-learn shuffles), walks the mini-batches
-``order[0:b], order[b:2b], ...``, and for each one computes the batch gradient,
-optionally clips it, and applies the optimizer step in place.  Nothing per
-batch returns to the interpreter; stopping rules, verbose output, callbacks
-and Ctrl-C act between calls.
-
-Per batch, the chunks run in parallel
-(:func:`fastbp._backprop.batch_raw_loss_grad`), then one block-wise pass
-(:func:`fastbp._backprop.finish_and_step`) reduces and normalises their
-gradients and applies the step to each block while it is in cache; clipping
-needs the global norm first, so it takes a second pass.
+``order[0:b], order[b:2b], ...``, and for each one computes the raw chunk
+gradients (:func:`fastbp._backprop.batch_gradients`), then finishes, clips
+and steps in one block-wise pass (:func:`fastbp._update.finish_and_step`; two
+passes when clipping).  Nothing per batch returns to the interpreter; stopping
+rules, verbose output, callbacks and Ctrl-C act between calls.
 
 A non-finite batch loss stops the epoch at once, before that batch's update,
 and is reported through the returned status.
@@ -21,12 +16,8 @@ import math
 
 import numpy as np
 
-from ._backprop import (
-    batch_raw_loss_grad,
-    finish_and_step,
-    inverse_weight_sum,
-)
-from ._jit import jit
+from ._backprop import batch_gradients
+from ._jit import ORCHESTRATOR, jit
 from ._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -35,55 +26,65 @@ from ._optimizers import (
     LEARNING_RATE,
     adam_learning_rate,
 )
+from ._update import FINISH, FINISH_AND_STEP, STEP, finish_and_step, inverse_weight_sum
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
 NON_FINITE_LOSS = 1
 
 
-@jit()
+@jit(opt=ORCHESTRATOR)
 def run_epoch(
-    X,
-    X_data,
-    X_indices,
-    X_indptr,
-    is_sparse,
-    Y,
-    sample_weight,
+    data,
+    net,
+    params,
     order,
     batch_size,
-    params,
-    layer_units,
-    coef_off,
-    intercept_off,
-    hidden_acts,
-    loss_code,
-    alpha,
-    solver,
-    hyper,
+    work,
+    n_chunks,
+    blocks,
+    opt,
     adam_t,
-    state_1,
-    state_2,
+    alpha,
     max_grad_norm,
     grad,
-    ws,
-    a_off,
-    z_off,
-    d_off,
-    chunk_grads,
-    chunk_losses,
-    n_chunks,
     layer_grad_norms,
+    parallel_chunks,
+    parallel_blocks,
 ):
     """Train one epoch in place.
 
-    ``hyper`` holds the optimizer's hyperparameters (see
-    :mod:`fastbp._optimizers`); ``state_1``/``state_2`` are the SGD velocity
-    (``state_2`` unused) or Adam's moments; ``adam_t`` is Adam's update count
-    so far.  ``ws``/``chunk_grads``/``n_chunks`` are sized for full batches
-    (the shorter last batch fits in them).  ``max_grad_norm <= 0`` disables
-    clipping.  ``layer_grad_norms`` receives the sum over batches of each
-    layer's coefficient-gradient L2 norm (before clipping).
+    Parameters
+    ----------
+    data : fastbp._backprop.Data
+    net : fastbp._backprop.Net
+    params : ndarray of shape (n_params,)
+        The flat parameter vector, updated in place.
+    order : ndarray of int64
+        The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
+    batch_size : int
+    work : fastbp._backprop.Workspace
+        Sized for ``n_chunks`` chunks of a full batch (the shorter last batch
+        fits in it).
+    n_chunks : int
+        Chunks per full batch (:func:`fastbp._backprop.n_chunks_for`).
+    blocks : fastbp._update.Blocks
+    opt : fastbp._update.Optimizer
+        Updated in place.
+    adam_t : int
+        Adam's update count so far.
+    alpha : float
+        L2 penalty.
+    max_grad_norm : float
+        Clipping threshold; ``<= 0`` disables clipping.
+    grad : ndarray of shape (n_params,)
+        Scratch for the finished gradient.
+    layer_grad_norms : ndarray of shape (n_layers - 1,)
+        Receives the sum over batches of each layer's coefficient-gradient L2
+        norm (before clipping).
+    parallel_chunks, parallel_blocks : None or True
+        Whether chunks and parameter blocks run in parallel; ``None`` compiles
+        and runs the serial code only.
 
     Returns
     -------
@@ -98,97 +99,63 @@ def run_epoch(
 
     """
     n = order.shape[0]
-    n_layers = layer_units.shape[0] - 1
-    layer_sq = np.empty(n_layers, dtype=np.float64)
+    layer_sq = np.empty(layer_grad_norms.shape[0], dtype=np.float64)
     layer_grad_norms[:] = 0.0
+    clip = max_grad_norm > 0.0
     loss_sum = 0.0
     n_batches = 0
-    start = 0
-    while start < n:
+    for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
-        # The last, shorter batch reuses the same chunk capacity.
         batch_n_chunks = min(n_chunks, stop - start)
-        if solver == ADAM:
-            t = adam_t + 1
-            hyper[ADAM_LR_T] = adam_learning_rate(
-                hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], t
+        if opt.solver == ADAM:
+            h = opt.hyper
+            h[ADAM_LR_T] = adam_learning_rate(
+                h[LEARNING_RATE], h[BETA_1], h[BETA_2], adam_t + 1
             )
-        data_loss, sw_sum = batch_raw_loss_grad(
-            X,
-            X_data,
-            X_indices,
-            X_indptr,
-            is_sparse,
-            Y,
-            sample_weight,
-            rows,
-            params,
-            layer_units,
-            coef_off,
-            intercept_off,
-            hidden_acts,
-            loss_code,
-            ws,
-            a_off,
-            z_off,
-            d_off,
-            chunk_grads,
-            chunk_losses,
-            batch_n_chunks,
+        data_loss, sw_sum = batch_gradients(
+            data, net, params, rows, work, batch_n_chunks, parallel_chunks
         )
         if not math.isfinite(data_loss):
             return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
         inv_sw = inverse_weight_sum(sw_sum)
-        clip = max_grad_norm > 0.0
-        # Without clipping, each block is finished and stepped in one pass;
-        # clipping needs the global norm first, so it takes two.
         sq_w, sq_g = finish_and_step(
-            chunk_grads,
+            FINISH if clip else FINISH_AND_STEP,
+            blocks,
+            work.chunk_grads,
             batch_n_chunks,
             params,
-            layer_units,
-            coef_off,
-            intercept_off,
+            grad,
             alpha,
             inv_sw,
-            grad,
-            layer_sq,
-            -1 if clip else solver,
-            hyper,
-            state_1,
-            state_2,
+            opt,
             1.0,
+            layer_sq,
+            parallel_blocks,
         )
-        loss = (data_loss + 0.5 * alpha * sq_w) * inv_sw
         if clip:
-            # Rescale to a global L2 norm of at most max_grad_norm.
+            # Rescale to a global L2 norm of at most max_grad_norm, then step.
             norm = math.sqrt(sq_g)
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
             finish_and_step(
-                chunk_grads,
-                # No chunk sums to reduce: step along the finished grad (typed,
-                # not a literal 0, which numba would compile separately).
-                np.int64(0),
+                np.int64(STEP),  # typed: a literal would compile another copy
+                blocks,
+                work.chunk_grads,
+                batch_n_chunks,
                 params,
-                layer_units,
-                coef_off,
-                intercept_off,
+                grad,
                 alpha,
                 inv_sw,
-                grad,
-                layer_sq,
-                solver,
-                hyper,
-                state_1,
-                state_2,
+                opt,
                 scale,
+                layer_sq,
+                parallel_blocks,
             )
-        if solver == ADAM:
+        if opt.solver == ADAM:
             adam_t += 1
-        loss_sum += loss * (stop - start)
-        for l in range(n_layers):
+        # The loss is evaluated at the weights before this batch's step.
+        loss_sum += (data_loss + 0.5 * alpha * sq_w) * inv_sw * (stop - start)
+        for l in range(layer_sq.shape[0]):
             layer_grad_norms[l] += math.sqrt(layer_sq[l])
         n_batches += 1
-        start = stop
     return loss_sum, n_batches, OK, adam_t

@@ -1,9 +1,9 @@
 """Full-batch solvers: L-BFGS and nonlinear conjugate gradient through scipy.
 
 Both minimise the full-batch objective (data loss + L2 term) on the flat
-parameter vector, with the fused loss-and-gradient of
-:meth:`fastbp._backprop.Network.loss_grad` as ``jac=True`` callback: there is
-no packing or unpacking of per-layer lists per evaluation.  scipy works in
+parameter vector, with the fused loss-and-gradient of :func:`loss_grad` (called
+through :meth:`fastbp._network.Network.loss_grad`) as ``jac=True`` callback:
+there is no packing or unpacking of per-layer lists per evaluation.  scipy works in
 float64; for float32 models each evaluation casts the iterate down, runs the
 float32 kernels, and hands the gradient back in float64, so the model's
 parameters stay float32.
@@ -15,15 +15,75 @@ assume the same objective at every step, which mini-batches would break.
 import numpy as np
 import scipy.optimize
 
+from ._backprop import batch_gradients
+from ._jit import ORCHESTRATOR, jit
+from ._update import FINISH, finish_and_step, inverse_weight_sum
+
+
+@jit(opt=ORCHESTRATOR)
+def loss_grad(
+    data,
+    net,
+    params,
+    rows,
+    work,
+    n_chunks,
+    blocks,
+    opt,
+    alpha,
+    grad,
+    layer_sq,
+    sub_rows,
+    parallel_chunks,
+    parallel_blocks,
+):
+    """Loss and gradient of the batch ``rows``, normalised as scikit-learn does.
+
+    ``loss = (sum_i w_i loss_i + alpha/2 ||W||^2) / sum_i w_i`` and
+    ``grad = (sum_i w_i dloss_i + alpha W) / sum_i w_i`` (intercepts are not
+    penalised); ``layer_sq`` receives each layer's squared coefficient-gradient
+    norm.  ``opt`` is an :class:`fastbp._update.Optimizer` with no state (no
+    step is taken).
+
+    The batch is walked in sub-batches of at most ``sub_rows`` rows, each split
+    into up to ``n_chunks`` chunks, whose raw sums are added up in order: the
+    workspace (and the rows gathered into it) stays bounded, so X is never
+    copied whole, and the sums never depend on the thread count.
+    """
+    n = rows.shape[0]
+    sums = np.zeros((1, params.shape[0]), dtype=params.dtype)
+    total = sums[0]
+    loss_sum = 0.0
+    sw_sum = 0.0
+    for start in range(0, n, sub_rows):
+        sub = rows[start : min(start + sub_rows, n)]
+        sub_chunks = min(n_chunks, sub.shape[0])
+        sub_loss, sub_sw = batch_gradients(
+            data, net, params, sub, work, sub_chunks, parallel_chunks
+        )
+        loss_sum += sub_loss
+        sw_sum += sub_sw
+        for c in range(sub_chunks):  # fixed order: thread-count independent
+            part = work.chunk_grads[c]
+            for k in range(total.shape[0]):
+                total[k] += part[k]
+    inv_sw = inverse_weight_sum(sw_sum)
+    # Typed constants, not literals: numba would compile a copy per literal.
+    sq_w, _ = finish_and_step(
+        np.int64(FINISH), blocks, sums, np.int64(1), params, grad, alpha, inv_sw,
+        opt, 1.0, layer_sq, parallel_blocks,
+    )  # fmt: skip
+    return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
+
 
 class FullBatchObjective:
     """``fun(x) -> (loss, grad)`` for scipy, with per-evaluation bookkeeping.
 
     Parameters
     ----------
-    network : fastbp._backprop.Network
+    network : fastbp._network.Network
     Xk : tuple
-        Output of :func:`fastbp._backprop.kernel_input`.
+        Output of :func:`fastbp._network.kernel_input`.
     Y, sample_weight : ndarray
     alpha : float
     dtype : numpy dtype

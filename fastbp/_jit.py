@@ -45,7 +45,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba  # noqa: E402
+from numba.core import config as _numba_config  # noqa: E402
 from numba.core.caching import IndexDataCacheFile  # noqa: E402
+from numba.core.compiler_lock import global_compiler_lock  # noqa: E402
 
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
@@ -63,15 +65,25 @@ if (
     numba.config.THREADING_LAYER = "threadsafe"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _kernel_modules():
+    """The package's modules that define kernels (derived, never hand-kept).
+
+    A module defines kernels when its source applies this module's
+    decorator; its compiled code may end up inside any other kernel.
+    """
+    names = []
+    for name in sorted(os.listdir(_PACKAGE_DIR)):
+        if name.endswith(".py"):
+            with open(os.path.join(_PACKAGE_DIR, name), encoding="utf-8") as f:
+                if "@jit(" in f.read() or name == "_jit.py":
+                    names.append(name)
+    return tuple(names)
+
+
 #: Modules whose compiled code can end up inside another kernel.
-_KERNEL_MODULES = (
-    "_jit.py",
-    "_activations.py",
-    "_losses.py",
-    "_backprop.py",
-    "_optimizers.py",
-    "_epoch.py",
-)
+_KERNEL_MODULES = _kernel_modules()
 
 
 def _kernel_source_stamp():
@@ -114,14 +126,51 @@ def _harden_cache(dispatcher):
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 
-def jit(*, parallel=False):
+#: LLVM optimisation level of leaves: small kernels with the hot elementwise
+#: loops, which LLVM vectorises at -O3.
+LEAF = 3
+#: LLVM optimisation level of orchestrators: kernels that mostly call leaves.
+#: numba links every callee's code into its caller and optimises the whole
+#: module again, so re-optimising at -O3 the leaves already optimised at -O3
+#: is where most compile time went; -O1 keeps the leaves' code as it is.
+ORCHESTRATOR = 1
+
+
+def _at_opt_level(dispatcher, level):
+    """Compile ``dispatcher``'s new signatures at LLVM level ``level``.
+
+    numba reads its optimisation level (``NUMBA_OPT``) from a global when it
+    builds the pass managers for a compilation.  The level is switched only
+    for the duration of this kernel's own compilation, under numba's global
+    compiler lock (which every compilation holds), so code compiled outside
+    fastbp's kernels, the user's own included, keeps its level.
+    """
+    compile_signature = dispatcher.compile
+
+    def compile(sig):
+        with global_compiler_lock:
+            saved = _numba_config.OPT
+            _numba_config.OPT = _numba_config._OptLevel(level)
+            try:
+                return compile_signature(sig)
+            finally:
+                _numba_config.OPT = saved
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def jit(*, parallel=False, opt=LEAF):
     """Return numba's ``njit`` decorator configured with fastbp's policy.
 
     Parameters
     ----------
     parallel : bool, default=False
         Compile ``prange`` loops as parallel regions.  Only the orchestrators
-        that split a batch into fixed chunks use it.
+        that split work into fixed chunks use it.
+    opt : {LEAF, ORCHESTRATOR}, default=LEAF
+        LLVM optimisation level of the kernel's compilation (see
+        :data:`LEAF`, :data:`ORCHESTRATOR`).
 
     Returns
     -------
@@ -136,14 +185,15 @@ def jit(*, parallel=False):
 
     def decorate(func):
         try:
-            return _harden_cache(numba.njit(cache=True, **options)(func))
+            dispatcher = _harden_cache(numba.njit(cache=True, **options)(func))
         except RuntimeError as exc:
             # numba found no writable cache directory at all (package
             # directory, user cache and NUMBA_CACHE_DIR): compile in memory.
             if "no locator available" not in str(exc):
                 raise
             _warn_no_cache(exc)
-            return numba.njit(**options)(func)
+            dispatcher = numba.njit(**options)(func)
+        return _at_opt_level(dispatcher, opt)
 
     return decorate
 

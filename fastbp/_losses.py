@@ -57,52 +57,55 @@ def _softplus(z):
 
 
 @jit()
-def output_activation(loss_code, Z):
-    """Turn output pre-activations ``Z`` into predictions ``y_hat`` in place."""
-    n, m = Z.shape
-    if loss_code == SQUARED_ERROR:
-        return
+def output_activation(loss_code, z, n_out):
+    """Turn output pre-activations into predictions ``y_hat``, in place.
+
+    ``z`` is a flat row-major block of rows of ``n_out`` outputs.
+    """
     if loss_code == LOG_LOSS:
-        for i in range(n):
-            zmax = Z[i, 0]
-            for j in range(1, m):
-                zmax = max(zmax, Z[i, j])
+        for r in range(0, z.shape[0], n_out):
+            row = z[r : r + n_out]
+            zmax = row[0]
+            for j in range(1, n_out):
+                zmax = max(zmax, row[j])
             total = 0.0
-            for j in range(m):
-                e = math.exp(Z[i, j] - zmax)
-                Z[i, j] = e
+            for j in range(n_out):
+                e = math.exp(row[j] - zmax)
+                row[j] = e
                 total += e
             inv = 1.0 / total
-            for j in range(m):
-                Z[i, j] *= inv
+            for j in range(n_out):
+                row[j] *= inv
     elif loss_code == BINARY_LOG_LOSS:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = 1.0 / (1.0 + math.exp(-Z[i, j]))
+        for k in range(z.shape[0]):
+            z[k] = 1.0 / (1.0 + math.exp(-z[k]))
     elif loss_code == POISSON:
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = math.exp(Z[i, j])
+        for k in range(z.shape[0]):
+            z[k] = math.exp(z[k])
+    # SQUARED_ERROR: identity
 
 
 @jit()
-def output_loss_and_delta(loss_code, Z, Y, sample_weight, rows, delta):
+def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
     """Loss and output delta of one chunk.
 
     Parameters
     ----------
     loss_code : int
         One of the codes in :data:`LOSSES`.
-    Z : ndarray of shape (n_rows, n_outputs)
-        Output pre-activations; overwritten with the predictions ``y_hat``.
+    z : ndarray of shape (n_rows * n_outputs,)
+        Output pre-activations, row-major; overwritten with the predictions
+        ``y_hat``.
+    n_out : int
+        Number of outputs.
     Y : ndarray of shape (n_samples, n_outputs)
-        All targets; row ``rows[i]`` belongs to row ``i`` of ``Z``.
+        All targets; row ``rows[i]`` belongs to row ``i`` of ``z``.
     sample_weight : ndarray of shape (n_samples,)
         All sample weights.
     rows : ndarray of int64
         Sample indices of the chunk.
-    delta : ndarray of shape (n_rows, n_outputs)
-        Receives ``sample_weight * (y_hat - y)``.
+    delta : ndarray of shape (n_rows * n_outputs,)
+        Receives ``sample_weight * (y_hat - y)``, row-major.
 
     Returns
     -------
@@ -110,51 +113,53 @@ def output_loss_and_delta(loss_code, Z, Y, sample_weight, rows, delta):
         ``sum_i sample_weight_i * loss_i`` over the chunk.
 
     """
-    n, m = Z.shape
     loss_sum = 0.0
-    for i in range(n):
+    for i in range(rows.shape[0]):
         r = rows[i]
         w = sample_weight[r]
+        zi = z[i * n_out : (i + 1) * n_out]
+        di = delta[i * n_out : (i + 1) * n_out]
+        yi = Y[r]
         loss_i = 0.0
         if loss_code == SQUARED_ERROR:
-            for j in range(m):
-                d = Z[i, j] - Y[r, j]
+            for j in range(n_out):
+                d = zi[j] - yi[j]
                 loss_i += d * d
-                delta[i, j] = w * d
+                di[j] = w * d
             loss_i *= 0.5
         elif loss_code == LOG_LOSS:
-            zmax = Z[i, 0]
-            for j in range(1, m):
-                zmax = max(zmax, Z[i, j])
+            zmax = zi[0]
+            for j in range(1, n_out):
+                zmax = max(zmax, zi[j])
             total = 0.0
-            for j in range(m):
-                total += math.exp(Z[i, j] - zmax)
+            for j in range(n_out):
+                total += math.exp(zi[j] - zmax)
             lse = zmax + math.log(total)
-            for j in range(m):
-                y = Y[r, j]
+            for j in range(n_out):
+                y = yi[j]
                 if y != 0.0:
-                    loss_i -= y * (Z[i, j] - lse)
-                p = math.exp(Z[i, j] - lse)
-                Z[i, j] = p
-                delta[i, j] = w * (p - y)
+                    loss_i -= y * (zi[j] - lse)
+                p = math.exp(zi[j] - lse)
+                zi[j] = p
+                di[j] = w * (p - y)
         elif loss_code == BINARY_LOG_LOSS:
-            for j in range(m):
-                z = Z[i, j]
-                y = Y[r, j]
-                # -log(p) = sp(-z), -log(1 - p) = sp(z)
-                loss_i += y * _softplus(-z) + (1.0 - y) * _softplus(z)
-                p = 1.0 / (1.0 + math.exp(-z))
-                Z[i, j] = p
-                delta[i, j] = w * (p - y)
+            for j in range(n_out):
+                v = zi[j]
+                y = yi[j]
+                # -log(p) = sp(-v), -log(1 - p) = sp(v)
+                loss_i += y * _softplus(-v) + (1.0 - y) * _softplus(v)
+                p = 1.0 / (1.0 + math.exp(-v))
+                zi[j] = p
+                di[j] = w * (p - y)
         else:  # POISSON
-            for j in range(m):
-                z = Z[i, j]
-                y = Y[r, j]
-                mu = math.exp(z)
+            for j in range(n_out):
+                v = zi[j]
+                y = yi[j]
+                mu = math.exp(v)
                 if y > 0.0:
                     loss_i += y * math.log(y)
-                loss_i += mu - y * z - y
-                Z[i, j] = mu
-                delta[i, j] = w * (mu - y)
+                loss_i += mu - y * v - y
+                zi[j] = mu
+                di[j] = w * (mu - y)
         loss_sum += w * loss_i
     return loss_sum

@@ -37,12 +37,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _epoch, _full_batch, _optimizers
 from ._activations import activation_codes
-from ._backprop import Network, kernel_input
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
 from ._jit import kernel_threads
 from ._losses import LOSSES, OUTPUT_ACTIVATION
+from ._network import Network, kernel_input
 from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
 from ._params import ParamLayout, glorot_uniform
+from ._update import Optimizer
 from ._validation import (
     PARAMETER_CONSTRAINTS,
     check_class_weight,
@@ -344,14 +345,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         Xk = kernel_input(X_train, params.dtype)
         Y = np.ascontiguousarray(y_train, dtype=params.dtype)
         sw = np.ascontiguousarray(sw_train, dtype=params.dtype)
-        ws, a_off, z_off, d_off, chunk_grads, chunk_losses, n_chunks = network.scratch(
-            batch_size, params.dtype, Xk[4]
-        )
         grad = np.empty_like(params)
         norms = np.empty(layout.n_layers, dtype=np.float64)
         epoch_norms = []
         best_params = params.copy() if early_stopping else None
-        solver_code = STOCHASTIC_SOLVERS[self.solver]
+        solver_code = np.int64(STOCHASTIC_SOLVERS[self.solver])
         max_grad_norm = (
             -1.0 if self.max_grad_norm is None else float(self.max_grad_norm)
         )
@@ -365,33 +363,22 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
                 hooks.step_begin("epoch", params, layout)
-                loss_sum, n_batches, status, adam_t = _epoch.run_epoch(
-                    *Xk,
+                # The learning rate may change between epochs (schedules).
+                kernel_opt = Optimizer(
+                    solver_code, self._optimizer_hyper(opt), opt.state_1, opt.state_2
+                )
+                loss_sum, n_batches, status, adam_t = network.run_epoch(
+                    Xk,
                     Y,
                     sw,
                     sample_idx,
                     batch_size,
                     params,
-                    layout.layer_units,
-                    layout.coef_offsets,
-                    layout.intercept_offsets,
-                    network.hidden_codes,
-                    network.loss_code,
-                    float(self.alpha),
-                    solver_code,
-                    self._optimizer_hyper(opt),
+                    kernel_opt,
                     opt.t,
-                    opt.state_1,
-                    opt.state_2,
+                    self.alpha,
                     max_grad_norm,
                     grad,
-                    ws,
-                    a_off,
-                    z_off,
-                    d_off,
-                    chunk_grads,
-                    chunk_losses,
-                    n_chunks,
                     norms,
                 )
                 opt.t = adam_t

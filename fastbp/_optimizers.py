@@ -16,15 +16,14 @@ _stochastic_optimizers.py``), written as single loops over one flat vector:
       eta_t = eta sqrt(1 - b2**t) / (1 - b1**t)
       p <- p - eta_t m / (sqrt(v) + eps)
 
-Gradient clipping (:func:`clip_grad_norm`) rescales the whole mini-batch
-gradient so that its global L2 norm is at most ``max_grad_norm``, before the
-step.  Learning-rate schedules act between epochs, in plain Python
+Each rule is written for one entry (:func:`sgd_entry`, :func:`adam_entry`);
+the update stage (:mod:`fastbp._update`) applies it to the whole vector in the
+same pass that finishes (and, with ``max_grad_norm``, clips) the gradient.
+Learning-rate schedules act between epochs, in plain Python
 (:class:`LearningRateSchedule`).
 """
 
 import math
-
-import numpy as np
 
 from ._jit import jit
 
@@ -35,7 +34,7 @@ ADAM = 1
 STOCHASTIC_SOLVERS = {"sgd": SGD, "adam": ADAM}
 
 
-# Layout of the ``hyper`` array the epoch kernel passes to :func:`step_range`.
+# Layout of the ``hyper`` array of :class:`fastbp._update.Optimizer`.
 LEARNING_RATE = 0
 MOMENTUM = 1
 NESTEROV = 2
@@ -80,71 +79,6 @@ def adam_entry(w, m, v, g, lr_t, beta_1, beta_2, epsilon):
     m = beta_1 * m + (1.0 - beta_1) * g
     v = beta_2 * v + (1.0 - beta_2) * (g * g)
     return w - lr_t * m / (math.sqrt(v) + epsilon), m, v
-
-
-@jit()
-def step_range(params, grad, lo, hi, solver, hyper, state_1, state_2, scale):
-    """Apply the optimizer step to entries ``lo:hi`` with gradient ``scale * grad``.
-
-    ``state_1``/``state_2`` are SGD's velocity (``state_2`` unused) or Adam's
-    moments; ``hyper`` holds the values indexed by :data:`LEARNING_RATE` etc.
-    """
-    # Slices first: loops over range(lo, hi) would not vectorise in numba.
-    p = params[lo:hi]
-    g = grad[lo:hi]
-    s1 = state_1[lo:hi]
-    m = hi - lo
-    if solver == ADAM:
-        s2 = state_2[lo:hi]
-        lr_t, b1, b2, eps = adam_hyper(hyper)
-        for k in range(m):
-            p[k], s1[k], s2[k] = adam_entry(
-                p[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
-            )
-    else:
-        lr, mu, nesterov = sgd_hyper(hyper)
-        for k in range(m):
-            p[k], s1[k] = sgd_entry(p[k], s1[k], scale * g[k], lr, mu, nesterov)
-
-
-@jit()
-def sgd_step(params, grad, velocity, learning_rate, momentum, nesterov):
-    """One SGD step with (Nesterov) momentum on the whole vector, in place."""
-    hyper = np.zeros(N_HYPER)
-    hyper[LEARNING_RATE] = learning_rate
-    hyper[MOMENTUM] = momentum
-    hyper[NESTEROV] = 1.0 if nesterov else 0.0
-    step_range(
-        params, grad, 0, params.shape[0], SGD, hyper, velocity, velocity[:0], 1.0
-    )
-
-
-@jit()
-def adam_step(params, grad, m, v, t, learning_rate, beta_1, beta_2, epsilon):
-    """One Adam step at update number ``t`` (from 1) on the whole vector, in place."""
-    hyper = np.zeros(N_HYPER)
-    hyper[BETA_1] = beta_1
-    hyper[BETA_2] = beta_2
-    hyper[EPSILON] = epsilon
-    hyper[ADAM_LR_T] = adam_learning_rate(learning_rate, beta_1, beta_2, t)
-    step_range(params, grad, 0, params.shape[0], ADAM, hyper, m, v, 1.0)
-
-
-@jit()
-def clip_grad_norm(grad, max_grad_norm):
-    """Rescale ``grad`` in place to a global L2 norm of at most ``max_grad_norm``.
-
-    Returns the norm before clipping.  ``max_grad_norm <= 0`` disables clipping.
-    """
-    sq = 0.0
-    for k in range(grad.shape[0]):
-        sq += grad[k] * grad[k]
-    norm = math.sqrt(sq)
-    if max_grad_norm > 0.0 and norm > max_grad_norm:
-        scale = max_grad_norm / norm
-        for k in range(grad.shape[0]):
-            grad[k] *= scale
-    return norm
 
 
 class LearningRateSchedule:

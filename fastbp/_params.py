@@ -38,7 +38,6 @@ class ParamLayout:
             n_coefs + np.concatenate([[0], np.cumsum(fan_out)[:-1]])
         ).astype(np.int64)
         self.n_params = n_coefs + int(fan_out.sum())
-        self.n_coefs = n_coefs
 
     @property
     def n_layers(self):

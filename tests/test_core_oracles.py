@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import erf
+from naive import central_differences, ref_loss_grad
 from sklearn.datasets import load_digits, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SKClassifier
@@ -14,8 +14,8 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 
 import fastbp
 from fastbp._activations import HIDDEN_ACTIVATIONS, activation_codes
-from fastbp._backprop import Network, kernel_input
 from fastbp._losses import LOSSES
+from fastbp._network import Network, kernel_input
 from fastbp._params import ParamLayout, glorot_uniform
 
 RTOL = {np.float32: 1e-4, np.float64: 1e-12}
@@ -24,72 +24,6 @@ RTOL = {np.float32: 1e-4, np.float64: 1e-12}
 # --------------------------------------------------------------------------- #
 # A slow, obvious numpy reference
 # --------------------------------------------------------------------------- #
-def ref_act(name, z):
-    return {
-        "identity": lambda: z,
-        "logistic": lambda: 1 / (1 + np.exp(-z)),
-        "tanh": lambda: np.tanh(z),
-        "relu": lambda: np.maximum(z, 0),
-        "leaky_relu": lambda: np.where(z > 0, z, 0.01 * z),
-        "elu": lambda: np.where(z > 0, z, np.expm1(z)),
-        "softplus": lambda: np.logaddexp(0, z),
-        "gelu": lambda: 0.5 * z * (1 + erf(z / np.sqrt(2))),
-    }[name]()
-
-
-def ref_dact(name, z):
-    """Derivative from z (not from the output): an independent oracle."""
-    s = 1 / (1 + np.exp(-z))
-    return {
-        "identity": lambda: np.ones_like(z),
-        "logistic": lambda: s * (1 - s),
-        "tanh": lambda: 1 / np.cosh(z) ** 2,
-        "relu": lambda: (z > 0).astype(z.dtype),
-        "leaky_relu": lambda: np.where(z > 0, 1.0, 0.01).astype(z.dtype),
-        "elu": lambda: np.where(z > 0, 1.0, np.exp(z)).astype(z.dtype),
-        "softplus": lambda: s,
-        "gelu": lambda: (
-            0.5 * (1 + erf(z / np.sqrt(2)))
-            + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
-        ),
-    }[name]()
-
-
-def ref_loss_grad(X, Y, sw, coefs, intercepts, acts, loss, alpha):
-    A = [X]
-    Z = []
-    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-        z = A[-1] @ W + b
-        Z.append(z)
-        A.append(ref_act(acts[i], z) if i < len(coefs) - 1 else z)
-    z = Z[-1]
-    if loss == "squared_error":
-        yhat = z
-        per = 0.5 * ((yhat - Y) ** 2).sum(1)
-    elif loss == "log_loss":
-        lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
-        lse = lse + z.max(1, keepdims=True)
-        yhat = np.exp(z - lse)
-        per = -(Y * (z - lse)).sum(1)
-    elif loss == "binary_log_loss":
-        yhat = 1 / (1 + np.exp(-z))
-        per = -(Y * np.log(yhat) + (1 - Y) * np.log(1 - yhat)).sum(1)
-    else:
-        yhat = np.exp(z)
-        ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
-        per = (ylogy - Y * z - Y + yhat).sum(1)
-    swsum = sw.sum()
-    value = (sw @ per + 0.5 * alpha * sum((W**2).sum() for W in coefs)) / swsum
-    delta = (yhat - Y) * sw[:, None]
-    cg, ig = [None] * len(coefs), [None] * len(coefs)
-    for i in range(len(coefs) - 1, -1, -1):
-        cg[i] = (A[i].T @ delta + alpha * coefs[i]) / swsum
-        ig[i] = delta.sum(0) / swsum
-        if i:
-            delta = (delta @ coefs[i].T) * ref_dact(acts[i - 1], Z[i - 1])
-    return value, cg, ig
-
-
 def make_problem(loss, n_hidden, act, dtype, weighted, seed=0, n=30):
     rng = np.random.RandomState(seed)
     n_out = {"log_loss": 3, "binary_log_loss": 2}.get(loss, 2)
@@ -145,15 +79,9 @@ def test_gradient_matches_central_differences(loss, n_hidden, act, weighted):
     grad = np.empty_like(params)
     net.loss_grad(Xk, Y, sw, params, alpha, grad)
     scratch = np.empty_like(params)
-    h = 1e-6
-    fd = np.empty_like(params)
-    for k in range(params.size):
-        p = params.copy()
-        p[k] += h
-        up = net.loss_grad(Xk, Y, sw, p, alpha, scratch)
-        p[k] -= 2 * h
-        down = net.loss_grad(Xk, Y, sw, p, alpha, scratch)
-        fd[k] = (up - down) / (2 * h)
+    fd = central_differences(
+        lambda p: net.loss_grad(Xk, Y, sw, p, alpha, scratch), params.copy()
+    )
     err = np.max(np.abs(fd - grad)) / max(np.max(np.abs(grad)), 1e-300)
     # ReLU-type kinks: a pre-activation within h of 0 makes the FD meaningless.
     assert err <= 1e-7, err
@@ -359,12 +287,12 @@ def test_loss_and_gradients_match_finite_differences(digits):
 def test_full_batch_in_sub_batches_matches_reference(monkeypatch, loss, dtype):
     """Batches larger than SUB_BATCH_ROWS (L-BFGS/CG's full batch) are walked
     in bounded sub-batches: same loss and gradient, any thread count."""
-    import fastbp._backprop as backprop
+    import fastbp._network as network_module
 
     X, Y, sw, layout, params, net, alpha = make_problem(
         loss, 2, "tanh", dtype, True, n=45
     )
-    monkeypatch.setattr(backprop, "SUB_BATCH_ROWS", 16)  # 16 + 16 + 13 rows
+    monkeypatch.setattr(network_module, "SUB_BATCH_ROWS", 16)  # 16 + 16 + 13 rows
     Xk = kernel_input(X, dtype)
     coefs, intercepts = layout.unpack(params)
     ref_value, cg, ig = ref_loss_grad(

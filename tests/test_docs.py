@@ -199,15 +199,18 @@ def _evaluate(expr, **names):
 
 
 def _kernel_forward(code, Z):
+    """The forward kernel on ``Z`` as one flat block (how the kernels call it)."""
     Y = Z.copy()
     Zpre = np.empty_like(Z)
-    _activations.activation_forward(code, Y, Zpre)
+    _activations.activation_forward(code, Y.reshape(-1), Zpre.reshape(-1))
     return Y, Zpre
 
 
 def _kernel_derivative(code, Y, Zpre):
     delta = np.ones_like(Y)
-    _activations.activation_derivative_from_output(code, Y, Zpre, delta)
+    _activations.activation_derivative_from_output(
+        code, Y.reshape(-1), Zpre.reshape(-1), delta.reshape(-1)
+    )
     return delta
 
 
@@ -246,7 +249,7 @@ def test_activation_table_matches_kernels(name, dtype):
         names["z"] = Z.astype(np.float64)
     documented = _evaluate(derivative, **names)
     if not needs_z:
-        Zpre = np.empty((0, 0), dtype=dtype)  # what the kernels pass
+        Zpre = np.empty(0, dtype=dtype)  # what the kernels pass
     kernel = _kernel_derivative(code, Y, Zpre)
     assert kernel.dtype == dtype
     np.testing.assert_allclose(kernel, documented, rtol=rtol, atol=10 * atol)
@@ -328,7 +331,9 @@ def test_matched_output_delta_is_yhat_minus_y(name):
     rows = np.arange(n, dtype=np.int64)
     Zk = Z.copy()
     delta = np.empty_like(Z)
-    loss_sum = _losses.output_loss_and_delta(code, Zk, Y, w, rows, delta)
+    loss_sum = _losses.output_loss_and_delta(
+        code, Zk.reshape(-1), m, Y, w, rows, delta.reshape(-1)
+    )
     expected_sum = sum(w[i] * doc_loss(Z[i], Y[i]) for i in range(n))
     np.testing.assert_allclose(loss_sum, expected_sum, rtol=1e-12)
     np.testing.assert_allclose(Zk, yhat, rtol=1e-12, atol=1e-15)
@@ -336,13 +341,13 @@ def test_matched_output_delta_is_yhat_minus_y(name):
         delta, w[:, None] * documented_delta, rtol=1e-12, atol=1e-14
     )
     Zp = Z.copy()
-    _losses.output_activation(code, Zp)
+    _losses.output_activation(code, Zp.reshape(-1), m)
     np.testing.assert_allclose(Zp, yhat, rtol=1e-12, atol=1e-15)
 
     # And the kernel's delta is the gradient of the kernel's own loss.
     def kernel_loss(Zin):
         return _losses.output_loss_and_delta(
-            code, Zin.copy(), Y, w, rows, np.empty_like(Zin)
+            code, Zin.copy().reshape(-1), m, Y, w, rows, np.empty(Zin.size)
         )
 
     kernel_fd = np.empty_like(Z)

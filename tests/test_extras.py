@@ -289,7 +289,7 @@ def test_check_gradients_rejects_bad_input(monkeypatch):
     def no_kernel(*args, **kwargs):
         raise AssertionError("a kernel ran on invalid input")
 
-    monkeypatch.setattr(fastbp._backprop.Network, "loss_grad", no_kernel)
+    monkeypatch.setattr(fastbp._network.Network, "loss_grad", no_kernel)
     X_nan = X.copy()
     X_nan[0, 0] = np.nan
     y_new_label = y.copy()

@@ -1,0 +1,143 @@
+"""The three matrix products of backpropagation, on flat row-major buffers.
+
+Every matrix the kernels touch (a layer's weights in the flat parameter
+vector, a chunk's activations and deltas in its flat workspace) is a
+row-major block of a 1-D array, named by the array and the offset where the
+block starts.  The three products of a layer are
+
+==========  =====================  ==========================================
+function    product                use
+==========  =====================  ==========================================
+matmul      ``C = A @ B``          forward: ``Z = A W``
+matmul_tn   ``C = A.T @ B``        weight gradient: ``A.T @ delta``
+matmul_nt   ``C = A @ B.T``        delta pushed down: ``delta @ W.T``
+==========  =====================  ==========================================
+
+Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
+``np.dot`` itself uses inside numba (scipy's BLAS), with the transposes and
+leading dimensions passed as flags: no view, reshape, transpose or
+contiguity check is compiled, which keeps every kernel that multiplies
+matrices small and fast to compile.  Up to :data:`SMALL_ROWS` rows (online
+learning) the products are plain loops instead: BLAS call overhead and its
+skinny-shape kernels cost more than the arithmetic there.  The choice depends
+on the shapes only, so results never depend on the thread count.
+"""
+
+import numpy as np
+from numba import types
+from numba.np.linalg import ensure_blas
+
+from ._jit import jit
+
+ensure_blas()  # registers numba's BLAS helpers (scipy's cython_blas) with LLVM
+
+#: ``numba_xxgemm(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
+#: c, ldc)``: Fortran-order ``c = alpha op(a) op(b) + beta c``; ``kind`` is
+#: ``'d'`` or ``'s'``.  Pointers are untyped so one declaration serves both
+#: dtypes.
+_xxgemm = types.ExternalFunction(
+    "numba_xxgemm",
+    types.intc(
+        types.char,
+        types.char,
+        types.char,
+        types.intp,
+        types.intp,
+        types.intp,
+        types.voidptr,
+        types.voidptr,
+        types.intp,
+        types.voidptr,
+        types.intp,
+        types.voidptr,
+        types.voidptr,
+        types.intp,
+    ),
+)
+
+_N = np.int8(ord("n"))
+_T = np.int8(ord("t"))
+
+#: Up to this many rows, products are loops rather than BLAS calls.
+SMALL_ROWS = 4
+
+
+@jit()
+def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
+    """Fortran-order ``c[c0:] = op(a[a0:]) @ op(b[b0:])`` (beta = 0)."""
+    scalars = np.empty(2, dtype=c.dtype)
+    scalars[0] = 1.0
+    scalars[1] = 0.0
+    kind = np.int8(ord("d")) if c.itemsize == 8 else np.int8(ord("s"))
+    _xxgemm(
+        kind,
+        transa,
+        transb,
+        m,
+        n,
+        k,
+        scalars[0:].ctypes,
+        a[a0:].ctypes,
+        lda,
+        b[b0:].ctypes,
+        ldb,
+        scalars[1:].ctypes,
+        c[c0:].ctypes,
+        ldc,
+    )
+
+
+@jit()
+def matmul(n, k, m, A, a0, B, b0, C, c0):
+    """``C (n x m) = A (n x k) @ B (k x m)``."""
+    if n > SMALL_ROWS:
+        # Row-major C = A B is Fortran-order C.T = B.T A.T.
+        _gemm(_N, _N, m, n, k, B, b0, m, A, a0, k, C, c0, m)
+        return
+    # Slices, not offset arithmetic: indices then start at 0 and the loops
+    # vectorise (numba's negative-index wraparound folds away).
+    for i in range(n):
+        c = C[c0 + i * m : c0 + (i + 1) * m]
+        a = A[a0 + i * k : a0 + (i + 1) * k]
+        c[:] = 0.0
+        for p in range(k):
+            b = B[b0 + p * m : b0 + (p + 1) * m]
+            ap = a[p]
+            for j in range(m):
+                c[j] += ap * b[j]
+
+
+@jit()
+def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
+    """``C (k x m) = A.T @ B`` for ``A (n x k)``, ``B (n x m)``."""
+    if n > SMALL_ROWS:
+        _gemm(_N, _T, m, k, n, B, b0, m, A, a0, k, C, c0, m)
+        return
+    for p in range(k):
+        c = C[c0 + p * m : c0 + (p + 1) * m]
+        for i in range(n):
+            b = B[b0 + i * m : b0 + (i + 1) * m]
+            a = A[a0 + i * k + p]
+            if i == 0:
+                for j in range(m):
+                    c[j] = a * b[j]
+            else:
+                for j in range(m):
+                    c[j] += a * b[j]
+
+
+@jit()
+def matmul_nt(n, m, k, A, a0, B, b0, C, c0):
+    """``C (n x k) = A @ B.T`` for ``A (n x m)``, ``B (k x m)``."""
+    if n > SMALL_ROWS:
+        _gemm(_T, _N, k, n, m, B, b0, m, A, a0, m, C, c0, k)
+        return
+    for i in range(n):
+        a = A[a0 + i * m : a0 + (i + 1) * m]
+        c = C[c0 + i * k : c0 + (i + 1) * k]
+        for p in range(k):
+            b = B[b0 + p * m : b0 + (p + 1) * m]
+            acc = 0.0
+            for j in range(m):
+                acc += a[j] * b[j]
+            c[p] = acc

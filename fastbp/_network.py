@@ -1,0 +1,232 @@
+"""The Python side of the kernels: a network's bundles, scratch and entry points.
+
+:class:`Network` turns a :class:`fastbp._params.ParamLayout`, the activation
+codes and the loss code into the named tuples the kernels take
+(:class:`fastbp._backprop.Net`, :class:`~fastbp._backprop.Workspace`,
+:class:`fastbp._update.Blocks`), keeps the scratch buffers between calls, and
+decides in Python which compiled variant a call needs (parallel chunks or not,
+parallel blocks or not), so that a configuration compiles only what it runs.
+It holds arrays and plain values only.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from . import _epoch, _full_batch
+from ._backprop import (
+    Data,
+    Net,
+    Workspace,
+    n_chunks_for,
+    predict_rows,
+    workspace_layout,
+)
+from ._optimizers import N_HYPER
+from ._update import PARALLEL_MIN_PARAMS, Optimizer, parameter_blocks
+
+#: Rows per block of prediction (the unit of work of one kernel step; a
+#: thread's share is always a whole number of blocks, so predictions never
+#: depend on the thread count).
+PREDICT_ROWS = 256
+#: Largest batch evaluated in one piece; larger ones (the full batch of L-BFGS
+#: and CG) are walked in sub-batches of this many rows, bounding the workspace.
+SUB_BATCH_ROWS = 8 * 1024
+
+
+def kernel_input(X, dtype):
+    """Return the ``(X, data, indices, indptr, is_sparse)`` tuple kernels take.
+
+    Dense input must already be validated; it is made C-contiguous in
+    ``dtype``.  Sparse input is converted to CSR (CSC is transposed once, never
+    densified); a dense placeholder of shape ``(0, n_features)`` is passed in
+    its place so that both cases share one compiled signature.
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=dtype)
+        if not X.has_sorted_indices:
+            # A sorted copy: csr_matrix may share the caller's arrays, which
+            # an in-place sort would modify.
+            X = X.sorted_indices()
+        placeholder = np.empty((0, X.shape[1]), dtype=dtype)
+        return (
+            placeholder,
+            np.ascontiguousarray(X.data, dtype=dtype),
+            np.ascontiguousarray(X.indices, dtype=np.int64),
+            np.ascontiguousarray(X.indptr, dtype=np.int64),
+            True,
+        )
+    empty_int = np.empty(0, dtype=np.int64)
+    return (
+        np.ascontiguousarray(X, dtype=dtype),
+        np.empty(0, dtype=dtype),
+        empty_int,
+        empty_int,
+        False,
+    )
+
+
+def _n_rows(Xk):
+    return Xk[3].shape[0] - 1 if Xk[4] else Xk[0].shape[0]
+
+
+def _flag(on):
+    """``True`` or ``None``: the kernels' compile-time switch."""
+    return True if on else None
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=numba.config.NUMBA_NUM_THREADS,
+                thread_name_prefix="fastbp",
+            )
+        return _pool
+
+
+class Network:
+    """A network's structure and scratch space, as seen by the kernels.
+
+    Parameters
+    ----------
+    layout : ParamLayout
+    hidden_codes : ndarray of int64
+        Activation code of each hidden layer.
+    loss_code : int
+        Loss code (which fixes the output activation).
+
+    """
+
+    def __init__(self, layout, hidden_codes, loss_code):
+        self.layout = layout
+        self.hidden_codes = np.ascontiguousarray(hidden_codes, dtype=np.int64)
+        self.loss_code = int(loss_code)
+        self.net = Net(
+            layout.layer_units,
+            layout.coef_offsets,
+            layout.intercept_offsets,
+            self.hidden_codes,
+            np.int64(self.loss_code),
+        )
+        self.blocks = parameter_blocks(
+            layout.layer_units, layout.coef_offsets, layout.intercept_offsets
+        )
+        self.parallel_blocks = _flag(layout.n_params >= PARALLEL_MIN_PARAMS)
+        self._scratch = {}
+
+    def workspace(self, batch_size, dtype, is_sparse):
+        """Return ``(work, n_chunks)`` for batches of ``batch_size`` rows (cached)."""
+        key = (int(batch_size), np.dtype(dtype).str, bool(is_sparse))
+        if key not in self._scratch:
+            n_chunks = n_chunks_for(batch_size)
+            max_rows = -(-batch_size // n_chunks)
+            a_off, z_off, d_off, size = workspace_layout(
+                self.layout.layer_units, self.hidden_codes, max_rows, is_sparse
+            )
+            work = Workspace(
+                np.empty((n_chunks, size), dtype=dtype),
+                a_off,
+                z_off,
+                d_off,
+                np.empty((n_chunks, self.layout.n_params), dtype=dtype),
+                np.empty(n_chunks, dtype=np.float64),
+            )
+            self._scratch[key] = (work, n_chunks)
+        return self._scratch[key]
+
+    def run_epoch(self, Xk, Y, sample_weight, order, batch_size, params, optimizer,
+                  adam_t, alpha, max_grad_norm, grad, layer_grad_norms):  # fmt: skip
+        """Train one epoch in place (:func:`fastbp._epoch.run_epoch`).
+
+        ``optimizer`` is an :class:`fastbp._update.Optimizer`.  Returns
+        ``(loss_sum, n_batches, status, adam_t)``.
+        """
+        work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
+        return _epoch.run_epoch(
+            Data(*Xk, Y, sample_weight),
+            self.net,
+            params,
+            order,
+            int(batch_size),
+            work,
+            n_chunks,
+            self.blocks,
+            optimizer,
+            int(adam_t),
+            float(alpha),
+            float(max_grad_norm),
+            grad,
+            layer_grad_norms,
+            _flag(n_chunks > 1),
+            self.parallel_blocks,
+        )
+
+    def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):
+        """Loss and gradient (into ``grad``) of the batch ``rows`` (default: all).
+
+        ``Xk`` is the tuple from :func:`kernel_input`.
+        """
+        if rows is None:
+            rows = np.arange(Y.shape[0], dtype=np.int64)
+        work, n_chunks = self.workspace(
+            min(rows.shape[0], SUB_BATCH_ROWS), params.dtype, Xk[4]
+        )
+        no_state = params[:0]
+        return _full_batch.loss_grad(
+            Data(*Xk, Y, sample_weight),
+            self.net,
+            params,
+            rows,
+            work,
+            n_chunks,
+            self.blocks,
+            Optimizer(np.int64(-1), np.zeros(N_HYPER), no_state, no_state),
+            float(alpha),
+            grad,
+            np.empty(self.layout.n_layers, dtype=np.float64),
+            SUB_BATCH_ROWS,
+            _flag(n_chunks > 1),
+            self.parallel_blocks,
+        )
+
+    def predict(self, Xk, params):
+        """Return ``y_hat`` (after the output activation) for every row.
+
+        Blocks of :data:`PREDICT_ROWS` rows are shared out over up to
+        ``numba.get_num_threads()`` Python threads, each running the
+        single-threaded kernel without the GIL.
+        """
+        n = _n_rows(Xk)
+        out = np.empty((n, int(self.layout.layer_units[-1])), dtype=params.dtype)
+        if n == 0:
+            return out
+        dummy = np.empty((0, out.shape[1]), dtype=params.dtype)
+        data = Data(*Xk, dummy, np.empty(0, dtype=params.dtype))
+        n_blocks = -(-n // PREDICT_ROWS)
+        n_threads = max(1, min(numba.get_num_threads(), n_blocks // 2))
+        # Contiguous shares of whole blocks.
+        edges = [PREDICT_ROWS * (n_blocks * t // n_threads) for t in range(n_threads)]
+        edges.append(n)
+        a_off, z_off, _, size = workspace_layout(
+            self.layout.layer_units, self.hidden_codes, PREDICT_ROWS, Xk[4]
+        )
+
+        def share(t):
+            ws = np.empty(size, dtype=params.dtype)
+            predict_rows(data, self.net, params, edges[t], edges[t + 1],
+                         PREDICT_ROWS, ws, a_off, z_off, out)  # fmt: skip
+
+        if n_threads == 1:
+            share(0)
+        else:
+            list(_thread_pool().map(share, range(n_threads)))
+        return out

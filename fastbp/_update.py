@@ -1,0 +1,213 @@
+"""The update stage: finish a batch's gradient, clip it, step the optimizer.
+
+After :func:`fastbp._backprop.batch_gradients`, each chunk of the batch has
+left its raw gradient ``sum_i w_i dloss_i/dparams`` in its own buffer.  One
+pass over the flat parameter vector, in blocks that never straddle a layer,
+
+* sums the chunk buffers in a fixed order (so the result never depends on the
+  thread count),
+* adds the L2 term ``alpha * W`` (coefficients only) and multiplies by the
+  reciprocal of the batch's weight sum, as scikit-learn normalises::
+
+      grad = (sum_c chunk_grad_c + alpha * W) * (1 / sum_i w_i)
+
+* and applies the optimizer step (:mod:`fastbp._optimizers`) to the same
+  block while it is in cache.
+
+Gradient clipping rescales the whole batch gradient to a global L2 norm of at
+most ``max_grad_norm``; it needs that norm before any step, so a clipped batch
+takes two passes (finish, then step along ``scale * grad``).  Large networks
+run the blocks in parallel; each block's partial sums are then added in block
+order, so results are the same either way.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import prange
+
+from ._jit import ORCHESTRATOR, jit
+from ._optimizers import ADAM, adam_entry, adam_hyper, sgd_entry, sgd_hyper
+
+#: The optimizer as the kernels see it: its code (:data:`fastbp._optimizers.SGD`
+#: or ``ADAM``), its hyperparameters (``hyper``, indexed by
+#: :data:`fastbp._optimizers.LEARNING_RATE` etc.) and its state vectors (SGD's
+#: velocity, ``state_2`` unused; Adam's two moments).
+Optimizer = namedtuple("Optimizer", ["solver", "hyper", "state_1", "state_2"])
+
+#: The parameter vector split into blocks: ``start``, ``stop``, the weight
+#: layer and whether the block holds coefficients, one entry per block;
+#: ``partial`` receives each block's ``(||W||^2, ||grad||^2)``.
+Blocks = namedtuple("Blocks", ["start", "stop", "layer", "is_coef", "partial"])
+
+#: What :func:`finish_and_step` does with each block.
+FINISH = 1
+STEP = 2
+FINISH_AND_STEP = FINISH | STEP
+
+#: Entries per block; blocks never straddle layers.
+BLOCK_SIZE = 16384
+#: From this many parameters on, blocks are processed in parallel.
+PARALLEL_MIN_PARAMS = 131072
+
+
+def parameter_blocks(layer_units, coef_off, intercept_off):
+    """Split the flat parameter vector into :class:`Blocks`."""
+    spans = []
+    for is_coef, offsets in ((True, coef_off), (False, intercept_off)):
+        for l in range(len(layer_units) - 1):
+            lo = int(offsets[l])
+            size = int(layer_units[l + 1]) * (int(layer_units[l]) if is_coef else 1)
+            for s in range(lo, lo + size, BLOCK_SIZE):
+                spans.append((s, min(s + BLOCK_SIZE, lo + size), l, is_coef))
+    start, stop, layer, is_coef = (np.array(v) for v in zip(*spans, strict=True))
+    return Blocks(
+        start.astype(np.int64),
+        stop.astype(np.int64),
+        layer.astype(np.int64),
+        is_coef.astype(np.bool_),
+        np.zeros((len(spans), 2), dtype=np.float64),
+    )
+
+
+@jit()
+def _update_block(
+    b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
+):
+    """Finish and/or step block ``b``; its partial sums go to ``blocks.partial[b]``."""
+    lo = blocks.start[b]
+    hi = blocks.stop[b]
+    m = hi - lo
+    w = params[lo:hi]
+    g = grad[lo:hi]
+    # Raw gradient: the chunk sums, added in chunk order.  One chunk is read in
+    # place; ``chunk_grads[0]`` may be ``grad`` itself.
+    raw = chunk_grads[0, lo:hi]
+    if mode & FINISH and n_chunks > 1:
+        raw = g
+        first = chunk_grads[0, lo:hi]
+        for k in range(m):
+            g[k] = first[k]
+        for c in range(1, n_chunks):
+            other = chunk_grads[c, lo:hi]
+            for k in range(m):
+                g[k] += other[k]
+    a = alpha if blocks.is_coef[b] else 0.0  # intercepts are not penalised
+    sq_w = 0.0
+    sq_g = 0.0
+    s1 = opt.state_1[lo:hi]
+    if mode == FINISH:
+        for k in range(m):
+            wk = w[k]
+            gk = (raw[k] + a * wk) * inv_sw
+            sq_w += wk * wk
+            sq_g += gk * gk
+            g[k] = gk
+    elif mode == STEP:
+        if opt.solver == ADAM:
+            s2 = opt.state_2[lo:hi]
+            lr_t, b1, b2, eps = adam_hyper(opt.hyper)
+            for k in range(m):
+                w[k], s1[k], s2[k] = adam_entry(
+                    w[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
+                )
+        else:
+            lr, mu, nesterov = sgd_hyper(opt.hyper)
+            for k in range(m):
+                w[k], s1[k] = sgd_entry(w[k], s1[k], scale * g[k], lr, mu, nesterov)
+    elif opt.solver == ADAM:  # FINISH_AND_STEP: each entry read and written once
+        s2 = opt.state_2[lo:hi]
+        lr_t, b1, b2, eps = adam_hyper(opt.hyper)
+        for k in range(m):
+            wk = w[k]
+            gk = (raw[k] + a * wk) * inv_sw
+            sq_w += wk * wk
+            sq_g += gk * gk
+            g[k] = gk
+            w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
+    else:
+        lr, mu, nesterov = sgd_hyper(opt.hyper)
+        for k in range(m):
+            wk = w[k]
+            gk = (raw[k] + a * wk) * inv_sw
+            sq_w += wk * wk
+            sq_g += gk * gk
+            g[k] = gk
+            w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
+    blocks.partial[b, 0] = sq_w if blocks.is_coef[b] else 0.0
+    blocks.partial[b, 1] = sq_g
+
+
+@jit(parallel=True, opt=ORCHESTRATOR)
+def _blocks_in_parallel(
+    mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
+):
+    for b in prange(blocks.start.shape[0]):
+        _update_block(
+            np.int64(b),  # prange's index is unsigned: reuse the serial signature
+            mode,
+            blocks,
+            chunk_grads,
+            n_chunks,
+            params,
+            grad,
+            alpha,
+            inv_sw,
+            opt,
+            scale,
+        )
+
+
+@jit(opt=ORCHESTRATOR)
+def finish_and_step(
+    mode,
+    blocks,
+    chunk_grads,
+    n_chunks,
+    params,
+    grad,
+    alpha,
+    inv_sw,
+    opt,
+    scale,
+    layer_sq,
+    parallel,
+):
+    """One block-wise pass over the parameters: finish the gradient and/or step.
+
+    ``mode`` is :data:`FINISH` (``grad`` receives the normalised gradient of
+    the ``n_chunks`` raw gradients in ``chunk_grads``), :data:`STEP` (step along
+    ``scale * grad``) or :data:`FINISH_AND_STEP` (both, fused).  ``parallel`` is
+    ``None`` (blocks in order) or ``True`` (blocks in parallel; compiled only
+    when a network is large enough to use it).  After a finish, ``layer_sq[l]``
+    holds the squared L2 norm of layer ``l``'s coefficient gradient and
+    ``(||W||^2, ||grad||^2)`` is returned.
+    """
+    n_blocks = blocks.start.shape[0]
+    if parallel is None:
+        for b in range(n_blocks):
+            _update_block(
+                b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw,
+                opt, scale,
+            )  # fmt: skip
+    else:
+        _blocks_in_parallel(
+            mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
+            scale,
+        )  # fmt: skip
+    sq_w = 0.0
+    sq_g = 0.0
+    if mode & FINISH:
+        layer_sq[:] = 0.0
+        for b in range(n_blocks):
+            sq_w += blocks.partial[b, 0]
+            sq_g += blocks.partial[b, 1]
+            if blocks.is_coef[b]:
+                layer_sq[blocks.layer[b]] += blocks.partial[b, 1]
+    return sq_w, sq_g
+
+
+@jit()
+def inverse_weight_sum(sw_sum):
+    """``1 / sw_sum``; a batch whose weights are all zero contributes nothing."""
+    return 1.0 / sw_sum if sw_sum > 0.0 else 0.0

@@ -31,6 +31,7 @@ Two weaknesses of numba's on-disk cache are closed here (:func:`_harden_cache`):
 
 import hashlib
 import os
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -45,6 +46,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba  # noqa: E402
+import numba.core.event as _numba_event  # noqa: E402
 from numba.core import config as _numba_config  # noqa: E402
 from numba.core.caching import IndexDataCacheFile  # noqa: E402
 from numba.core.compiler_lock import global_compiler_lock  # noqa: E402
@@ -268,3 +270,53 @@ def kernel_threads(n_jobs):
             yield
     finally:
         numba.set_num_threads(previous)
+
+
+class _CompileReport(_numba_event.Listener):
+    """Counts and times numba compilations (outermost ones for the time)."""
+
+    def __init__(self):
+        self.depth = 0
+        self.count = 0
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_start(self, event):
+        if self.depth == 0:
+            if self.count == 0:
+                print(
+                    "fastbp: compiling kernels for this configuration (first use "
+                    "with this numba cache; later processes load them)...",
+                    flush=True,
+                )
+            self._start = time.perf_counter()
+        self.depth += 1
+        self.count += 1
+
+    def on_end(self, event):
+        self.depth -= 1
+        if self.depth == 0:
+            self.seconds += time.perf_counter() - self._start
+
+
+@contextmanager
+def compile_report(verbose):
+    """Say when a block compiles kernels, and how long it took (if ``verbose``).
+
+    Prints nothing when every kernel the block runs is already compiled or
+    loads from the cache.
+    """
+    if not verbose:
+        yield
+        return
+    report = _CompileReport()
+    _numba_event.register("numba:compile", report)
+    try:
+        yield
+    finally:
+        _numba_event.unregister("numba:compile", report)
+        if report.count:
+            print(
+                f"fastbp: compiled {report.count} functions in {report.seconds:.1f} s.",
+                flush=True,
+            )

@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _epoch, _full_batch, _optimizers
 from ._activations import activation_codes
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
-from ._jit import kernel_threads
+from ._jit import compile_report, kernel_threads
 from ._losses import LOSSES, OUTPUT_ACTIVATION
 from ._network import Network, kernel_input
 from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
@@ -228,7 +228,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         network = self._network(layer_units)
 
         hooks.fit_begin()
-        with kernel_threads(self.n_jobs):
+        with compile_report(self.verbose), kernel_threads(self.n_jobs):
             if self.solver in STOCHASTIC_SOLVERS:
                 params = self._fit_stochastic(
                     X, y, sample_weight, params, network, incremental, hooks

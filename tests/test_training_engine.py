@@ -209,3 +209,34 @@ def test_ctrl_c_stops_within_one_epoch():
     # The signal arrived during epoch 4 at the latest: training stops at the
     # next epoch boundary.
     assert seen <= n_iter <= seen + 2, rest
+
+
+def test_verbose_reports_compilation_only_when_it_happens(capsys):
+    import numba
+
+    from fastbp._jit import compile_report
+
+    @numba.njit
+    def fresh(x):  # a new function: compiles on its first call
+        return x + 1
+
+    with compile_report(True):
+        fresh(1)
+    out = capsys.readouterr().out
+    assert "fastbp: compiling kernels" in out
+    assert "fastbp: compiled 1 functions in" in out
+    with compile_report(True):
+        fresh(2)  # already compiled: nothing to say
+    with compile_report(False):
+        numba.njit(lambda x: x * 2)(3)  # compiles, but not verbose
+    assert capsys.readouterr().out == ""
+
+    X, y = make_regression(40, 3, random_state=0)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastbp.MLPRegressor(**kw).fit(X, y)  # compiled (or loaded) here
+        capsys.readouterr()
+        fastbp.MLPRegressor(verbose=True, **kw).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss" in out and "compil" not in out

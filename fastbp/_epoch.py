@@ -67,7 +67,7 @@ def run_epoch(
         Sized for ``n_chunks`` chunks of a full batch (the shorter last batch
         fits in it).
     n_chunks : int
-        Chunks per full batch (:func:`fastbp._backprop.n_chunks_for`).
+        Chunks per full batch (``n_chunks_for`` in :mod:`fastbp._backprop`).
     blocks : fastbp._update.Blocks
     opt : fastbp._update.Optimizer
         Updated in place.

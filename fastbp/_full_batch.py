@@ -20,6 +20,13 @@ from ._jit import ORCHESTRATOR, jit
 from ._update import FINISH, finish_and_step, inverse_weight_sum
 
 
+@jit()
+def _add_into(total, part):
+    """``total += part``: a leaf, so that LLVM vectorises it at -O3."""
+    for k in range(total.shape[0]):
+        total[k] += part[k]
+
+
 @jit(opt=ORCHESTRATOR)
 def loss_grad(
     data,
@@ -64,9 +71,7 @@ def loss_grad(
         loss_sum += sub_loss
         sw_sum += sub_sw
         for c in range(sub_chunks):  # fixed order: thread-count independent
-            part = work.chunk_grads[c]
-            for k in range(total.shape[0]):
-                total[k] += part[k]
+            _add_into(total, work.chunk_grads[c])
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
     sq_w, _ = finish_and_step(

@@ -17,7 +17,7 @@ Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 ``np.dot`` itself uses inside numba (scipy's BLAS), with the transposes and
 leading dimensions passed as flags: no view, reshape, transpose or
 contiguity check is compiled, which keeps every kernel that multiplies
-matrices small and fast to compile.  Up to :data:`SMALL_ROWS` rows (online
+matrices small and fast to compile.  Up to ``SMALL_ROWS`` rows (online
 learning) the products are plain loops instead: BLAS call overhead and its
 skinny-shape kernels cost more than the arithmetic there.  The choice depends
 on the shapes only, so results never depend on the thread count.

@@ -1,6 +1,6 @@
 """The Python side of the kernels: a network's bundles, scratch and entry points.
 
-:class:`Network` turns a :class:`fastbp._params.ParamLayout`, the activation
+:class:`Network` turns a ``ParamLayout``, the activation
 codes and the loss code into the named tuples the kernels take
 (:class:`fastbp._backprop.Net`, :class:`~fastbp._backprop.Workspace`,
 :class:`fastbp._update.Blocks`), keeps the scratch buffers between calls, and
@@ -201,7 +201,7 @@ class Network:
     def predict(self, Xk, params):
         """Return ``y_hat`` (after the output activation) for every row.
 
-        Blocks of :data:`PREDICT_ROWS` rows are shared out over up to
+        Blocks of ``PREDICT_ROWS`` rows are shared out over up to
         ``numba.get_num_threads()`` Python threads, each running the
         single-threaded kernel without the GIL.
         """

@@ -29,7 +29,7 @@ from numba import prange
 from ._jit import ORCHESTRATOR, jit
 from ._optimizers import ADAM, adam_entry, adam_hyper, sgd_entry, sgd_hyper
 
-#: The optimizer as the kernels see it: its code (:data:`fastbp._optimizers.SGD`
+#: The optimizer as the kernels see it: its code (``SGD``
 #: or ``ADAM``), its hyperparameters (``hyper``, indexed by
 #: :data:`fastbp._optimizers.LEARNING_RATE` etc.) and its state vectors (SGD's
 #: velocity, ``state_2`` unused; Adam's two moments).
@@ -175,9 +175,9 @@ def finish_and_step(
 ):
     """One block-wise pass over the parameters: finish the gradient and/or step.
 
-    ``mode`` is :data:`FINISH` (``grad`` receives the normalised gradient of
-    the ``n_chunks`` raw gradients in ``chunk_grads``), :data:`STEP` (step along
-    ``scale * grad``) or :data:`FINISH_AND_STEP` (both, fused).  ``parallel`` is
+    ``mode`` is ``FINISH`` (``grad`` receives the normalised gradient of
+    the ``n_chunks`` raw gradients in ``chunk_grads``), ``STEP`` (step along
+    ``scale * grad``) or ``FINISH_AND_STEP`` (both, fused).  ``parallel`` is
     ``None`` (blocks in order) or ``True`` (blocks in parallel; compiled only
     when a network is large enough to use it).  After a finish, ``layer_sq[l]``
     holds the squared L2 norm of layer ``l``'s coefficient gradient and

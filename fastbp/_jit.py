@@ -147,7 +147,9 @@ def _at_opt_level(dispatcher, level):
     compiler lock (which every compilation holds), so code compiled outside
     fastbp's kernels, the user's own included, keeps its level.
     """
-    compile_signature = dispatcher.compile
+    compile_signature = getattr(dispatcher, "compile", None)
+    if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
+        return dispatcher
 
     def compile(sig):
         with global_compiler_lock:

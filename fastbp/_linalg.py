@@ -23,6 +23,7 @@ skinny-shape kernels cost more than the arithmetic there.  The choice depends
 on the shapes only, so results never depend on the thread count.
 """
 
+import numba
 import numpy as np
 from numba import types
 from numba.np.linalg import ensure_blas
@@ -85,6 +86,22 @@ def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
         c[c0:].ctypes,
         ldc,
     )
+
+
+if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
+
+    def _fortran(x, x0, ld, rows, cols):
+        return x[x0 : x0 + ld * cols].reshape(cols, ld)[:, :rows].T
+
+    def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):  # noqa: F811
+        """The numpy stand-in for :func:`_gemm` under ``NUMBA_DISABLE_JIT=1``."""
+        op_a = (
+            _fortran(a, a0, lda, m, k) if transa == _N else _fortran(a, a0, lda, k, m).T
+        )
+        op_b = (
+            _fortran(b, b0, ldb, k, n) if transb == _N else _fortran(b, b0, ldb, n, k).T
+        )
+        _fortran(c, c0, ldc, m, n)[...] = op_a @ op_b
 
 
 @jit()

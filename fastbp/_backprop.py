@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from ._activations import GELU, activation_derivative_from_output, activation_forward
-from ._jit import ORCHESTRATOR, jit
+from ._jit import ORCHESTRATOR, call_separately, jit
 from ._linalg import matmul, matmul_nt, matmul_tn
 from ._losses import output_activation, output_loss_and_delta
 
@@ -157,9 +157,13 @@ def forward(data, net, params, rows, ws, a_off, z_off):
         out = a_off[l + 1]
         # Z = A W + b
         if l == 0 and data.is_sparse:
-            _sparse_rows_dot(data, rows, params, net.coef_off[0], fo, ws, out)
+            call_separately(
+                _sparse_rows_dot, (data, rows, params, net.coef_off[0], fo, ws, out)
+            )
         else:
-            matmul(n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out)
+            call_separately(
+                matmul, (n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out)
+            )
         b = params[net.intercept_off[l] : net.intercept_off[l] + fo]
         for i in range(n):
             z = ws[out + i * fo : out + (i + 1) * fo]
@@ -169,7 +173,9 @@ def forward(data, net, params, rows, ws, a_off, z_off):
             zpre = ws[0:0]
             if z_off[l + 1] >= 0:
                 zpre = ws[z_off[l + 1] : z_off[l + 1] + n * fo]
-            activation_forward(net.hidden_acts[l], ws[out : out + n * fo], zpre)
+            call_separately(
+                activation_forward, (net.hidden_acts[l], ws[out : out + n * fo], zpre)
+            )
 
 
 @jit(opt=ORCHESTRATOR)
@@ -181,20 +187,23 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
     The matched loss/activation pair gives the output delta
     ``w_i * (y_hat_i - y_i)`` (:func:`fastbp._losses.output_loss_and_delta`).
     """
-    forward(data, net, params, rows, ws, a_off, z_off)
+    call_separately(forward, (data, net, params, rows, ws, a_off, z_off))
     n = rows.shape[0]
     units = net.layer_units
     L = units.shape[0] - 1
     n_out = units[L]
     out = a_off[L]
-    loss_sum = output_loss_and_delta(
-        net.loss_code,
-        ws[out : out + n * n_out],
-        n_out,
-        data.Y,
-        data.sample_weight,
-        rows,
-        ws[d_off[0] : d_off[0] + n * n_out],
+    loss_sum = call_separately(
+        output_loss_and_delta,
+        (
+            net.loss_code,
+            ws[out : out + n * n_out],
+            n_out,
+            data.Y,
+            data.sample_weight,
+            rows,
+            ws[d_off[0] : d_off[0] + n * n_out],
+        ),
     )
     cur = 0
     for l in range(L - 1, -1, -1):
@@ -203,9 +212,13 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
         d = d_off[cur]
         # coef_grad[l] = A[l].T @ delta[l]
         if l == 0 and data.is_sparse:
-            _sparse_rows_tdot(data, rows, ws, d, fo, grad, net.coef_off[0], fi)
+            call_separately(
+                _sparse_rows_tdot, (data, rows, ws, d, fo, grad, net.coef_off[0], fi)
+            )
         else:
-            matmul_tn(n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l])
+            call_separately(
+                matmul_tn, (n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l])
+            )
         # intercept_grad[l] = sum over rows of delta[l]
         gb = grad[net.intercept_off[l] : net.intercept_off[l] + fo]
         gb[:] = 0.0
@@ -218,15 +231,20 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
         # Chain rule: delta[l-1] = (delta[l] @ W[l].T) * f'(A[l]), with the
         # weights before any update.
         below = d_off[1 - cur]
-        matmul_nt(n, fo, fi, ws, d, params, net.coef_off[l], ws, below)
+        call_separately(
+            matmul_nt, (n, fo, fi, ws, d, params, net.coef_off[l], ws, below)
+        )
         zpre = ws[0:0]
         if z_off[l] >= 0:
             zpre = ws[z_off[l] : z_off[l] + n * fi]
-        activation_derivative_from_output(
-            net.hidden_acts[l - 1],
-            ws[a_off[l] : a_off[l] + n * fi],
-            zpre,
-            ws[below : below + n * fi],
+        call_separately(
+            activation_derivative_from_output,
+            (
+                net.hidden_acts[l - 1],
+                ws[a_off[l] : a_off[l] + n * fi],
+                zpre,
+                ws[below : below + n * fi],
+            ),
         )
         cur = 1 - cur
     return loss_sum
@@ -242,16 +260,19 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
     """
     if parallel is None:
-        loss_sum = chunk_loss_grad(
-            data,
-            net,
-            params,
-            rows,
-            work.ws[0],
-            work.a_off,
-            work.z_off,
-            work.d_off,
-            work.chunk_grads[0],
+        loss_sum = call_separately(
+            chunk_loss_grad,
+            (
+                data,
+                net,
+                params,
+                rows,
+                work.ws[0],
+                work.a_off,
+                work.z_off,
+                work.d_off,
+                work.chunk_grads[0],
+            ),
         )
     else:
         n = rows.shape[0]
@@ -264,9 +285,10 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
         for c in prange(n_chunks):
             lo = c * n // n_chunks
             hi = (c + 1) * n // n_chunks
-            chunk_losses[c] = chunk_loss_grad(
-                data, net, params, rows[lo:hi], ws[c], a_off, z_off, d_off,
-                chunk_grads[c],
+            chunk_losses[c] = call_separately(
+                chunk_loss_grad,
+                (data, net, params, rows[lo:hi], ws[c], a_off, z_off, d_off,
+                 chunk_grads[c]),
             )  # fmt: skip
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
@@ -290,9 +312,9 @@ def predict_rows(data, net, params, lo, hi, block_rows, ws, a_off, z_off, out):
     n_out = net.layer_units[L]
     for start in range(lo, hi, block_rows):
         rows = np.arange(start, min(start + block_rows, hi))
-        forward(data, net, params, rows, ws, a_off, z_off)
+        call_separately(forward, (data, net, params, rows, ws, a_off, z_off))
         z = ws[a_off[L] : a_off[L] + rows.shape[0] * n_out]
-        output_activation(net.loss_code, z, n_out)
+        call_separately(output_activation, (net.loss_code, z, n_out))
         for i in range(rows.shape[0]):
             o = out[start + i]
             for j in range(n_out):

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, jit
+from ._jit import ORCHESTRATOR, call_separately, jit
 from ._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -113,32 +113,17 @@ def run_epoch(
             h[ADAM_LR_T] = adam_learning_rate(
                 h[LEARNING_RATE], h[BETA_1], h[BETA_2], adam_t + 1
             )
-        data_loss, sw_sum = batch_gradients(
-            data, net, params, rows, work, batch_n_chunks, parallel_chunks
+        data_loss, sw_sum = call_separately(
+            batch_gradients,
+            (data, net, params, rows, work, batch_n_chunks, parallel_chunks),
         )
         if not math.isfinite(data_loss):
             return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
         inv_sw = inverse_weight_sum(sw_sum)
-        sq_w, sq_g = finish_and_step(
-            FINISH if clip else FINISH_AND_STEP,
-            blocks,
-            work.chunk_grads,
-            batch_n_chunks,
-            params,
-            grad,
-            alpha,
-            inv_sw,
-            opt,
-            1.0,
-            layer_sq,
-            parallel_blocks,
-        )
-        if clip:
-            # Rescale to a global L2 norm of at most max_grad_norm, then step.
-            norm = math.sqrt(sq_g)
-            scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
-            finish_and_step(
-                np.int64(STEP),  # typed: a literal would compile another copy
+        sq_w, sq_g = call_separately(
+            finish_and_step,
+            (
+                FINISH if clip else FINISH_AND_STEP,
                 blocks,
                 work.chunk_grads,
                 batch_n_chunks,
@@ -147,9 +132,31 @@ def run_epoch(
                 alpha,
                 inv_sw,
                 opt,
-                scale,
+                1.0,
                 layer_sq,
                 parallel_blocks,
+            ),
+        )
+        if clip:
+            # Rescale to a global L2 norm of at most max_grad_norm, then step.
+            norm = math.sqrt(sq_g)
+            scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
+            call_separately(
+                finish_and_step,
+                (
+                    np.int64(STEP),
+                    blocks,
+                    work.chunk_grads,
+                    batch_n_chunks,
+                    params,
+                    grad,
+                    alpha,
+                    inv_sw,
+                    opt,
+                    scale,
+                    layer_sq,
+                    parallel_blocks,
+                ),
             )
         if opt.solver == ADAM:
             adam_t += 1

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, jit
+from ._jit import ORCHESTRATOR, call_separately, jit
 from ._update import FINISH, finish_and_step, inverse_weight_sum
 
 
@@ -65,8 +65,8 @@ def loss_grad(
     for start in range(0, n, sub_rows):
         sub = rows[start : min(start + sub_rows, n)]
         sub_chunks = min(n_chunks, sub.shape[0])
-        sub_loss, sub_sw = batch_gradients(
-            data, net, params, sub, work, sub_chunks, parallel_chunks
+        sub_loss, sub_sw = call_separately(
+            batch_gradients, (data, net, params, sub, work, sub_chunks, parallel_chunks)
         )
         loss_sum += sub_loss
         sw_sum += sub_sw
@@ -74,9 +74,10 @@ def loss_grad(
             _add_into(total, work.chunk_grads[c])
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
-    sq_w, _ = finish_and_step(
-        np.int64(FINISH), blocks, sums, np.int64(1), params, grad, alpha, inv_sw,
-        opt, 1.0, layer_sq, parallel_blocks,
+    sq_w, _ = call_separately(
+        finish_and_step,
+        (np.int64(FINISH), blocks, sums, np.int64(1), params, grad, alpha, inv_sw,
+         opt, 1.0, layer_sq, parallel_blocks),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 

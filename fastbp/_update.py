@@ -26,7 +26,7 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from ._jit import ORCHESTRATOR, jit
+from ._jit import ORCHESTRATOR, call_separately, jit
 from ._optimizers import ADAM, adam_entry, adam_hyper, sgd_entry, sgd_hyper
 
 #: The optimizer as the kernels see it: its code (``SGD``
@@ -143,18 +143,21 @@ def _blocks_in_parallel(
     mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
 ):
     for b in prange(blocks.start.shape[0]):
-        _update_block(
-            np.int64(b),  # prange's index is unsigned: reuse the serial signature
-            mode,
-            blocks,
-            chunk_grads,
-            n_chunks,
-            params,
-            grad,
-            alpha,
-            inv_sw,
-            opt,
-            scale,
+        call_separately(
+            _update_block,
+            (
+                np.int64(b),  # prange's index is unsigned: reuse the serial signature
+                mode,
+                blocks,
+                chunk_grads,
+                n_chunks,
+                params,
+                grad,
+                alpha,
+                inv_sw,
+                opt,
+                scale,
+            ),
         )
 
 
@@ -186,14 +189,16 @@ def finish_and_step(
     n_blocks = blocks.start.shape[0]
     if parallel is None:
         for b in range(n_blocks):
-            _update_block(
-                b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw,
-                opt, scale,
+            call_separately(
+                _update_block,
+                (b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw,
+                 opt, scale),
             )  # fmt: skip
     else:
-        _blocks_in_parallel(
-            mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
-            scale,
+        call_separately(
+            _blocks_in_parallel,
+            (mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
+             scale),
         )  # fmt: skip
     sq_w = 0.0
     sq_g = 0.0

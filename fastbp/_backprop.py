@@ -44,9 +44,11 @@ from ._jit import ORCHESTRATOR, call_separately, jit
 from ._linalg import matmul, matmul_nt, matmul_tn
 from ._losses import output_activation, output_loss_and_delta
 
-#: The training data as the kernels read it.  Dense input is ``X`` (C order);
-#: sparse CSR input is ``X_data/X_indices/X_indptr`` with ``X`` an empty
-#: ``(0, n_features)`` placeholder, so both share one compiled signature.
+#: The training data as the kernels read it.  Dense input is ``X`` (C order)
+#: and ``is_sparse`` is ``None``; sparse CSR input is
+#: ``X_data/X_indices/X_indptr`` with ``X`` an empty ``(0, n_features)``
+#: placeholder and ``is_sparse`` ``True``.  Kernels that branch on it take it
+#: as an argument of its own, so that numba prunes the other branch.
 Data = namedtuple(
     "Data", ["X", "X_data", "X_indices", "X_indptr", "is_sparse", "Y", "sample_weight"]
 )
@@ -60,10 +62,11 @@ Net = namedtuple(
 
 #: Scratch space for the chunks of one batch: one flat workspace row per chunk
 #: (``ws``; the offsets of each layer's output, GELU pre-activation and the two
-#: ping-pong delta buffers in it), one raw gradient row per chunk and one loss
-#: per chunk.
+#: ping-pong delta buffers in it), one raw gradient row per chunk, one loss
+#: per chunk, and one squared gradient norm per layer (``layer_sq``).
 Workspace = namedtuple(
-    "Workspace", ["ws", "a_off", "z_off", "d_off", "chunk_grads", "chunk_losses"]
+    "Workspace",
+    ["ws", "a_off", "z_off", "d_off", "chunk_grads", "chunk_losses", "layer_sq"],
 )
 
 #: Upper bound on the number of chunks a batch is split into.
@@ -102,7 +105,7 @@ def workspace_layout(layer_units, hidden_acts, max_rows, is_sparse):
     return a_off, z_off, d_off, pos + 2 * max_rows * widest
 
 
-@jit()
+@jit(from_python=False)
 def _sparse_rows_dot(data, rows, W, w0, n_out, out, o0):
     """``out = X[rows] @ W`` for CSR ``X``, without densifying."""
     n = rows.shape[0]
@@ -118,7 +121,7 @@ def _sparse_rows_dot(data, rows, W, w0, n_out, out, o0):
                 o[j] += v * w[j]
 
 
-@jit()
+@jit(from_python=False)
 def _sparse_rows_tdot(data, rows, delta, d0, n_out, G, g0, n_features):
     """``G = X[rows].T @ delta`` for CSR ``X``, without densifying."""
     G[g0 : g0 + n_features * n_out] = 0.0
@@ -133,18 +136,19 @@ def _sparse_rows_tdot(data, rows, delta, d0, n_out, G, g0, n_features):
                 g[j] += v * d[j]
 
 
-@jit(opt=ORCHESTRATOR)
-def forward(data, net, params, rows, ws, a_off, z_off):
+@jit(opt=ORCHESTRATOR, from_python=False)
+def forward(data, net, params, rows, ws, a_off, z_off, sparse):
     """Forward pass of ``rows`` up to the output pre-activation.
 
     Layer ``l``'s output ``A[l]`` (rows of ``layer_units[l]``) is left in
     ``ws`` at ``a_off[l]``; the last block holds the output layer's
-    pre-activation ``Z[L]``, with no output activation applied.
+    pre-activation ``Z[L]``, with no output activation applied.  ``sparse``
+    is ``data.is_sparse``.
     """
     n = rows.shape[0]
     units = net.layer_units
     L = units.shape[0] - 1
-    if not data.is_sparse:
+    if sparse is None:
         f0 = units[0]
         for i in range(n):
             row = data.X[rows[i]]
@@ -156,7 +160,7 @@ def forward(data, net, params, rows, ws, a_off, z_off):
         fo = units[l + 1]
         out = a_off[l + 1]
         # Z = A W + b
-        if l == 0 and data.is_sparse:
+        if sparse is not None and l == 0:
             call_separately(
                 _sparse_rows_dot, (data, rows, params, net.coef_off[0], fo, ws, out)
             )
@@ -178,16 +182,17 @@ def forward(data, net, params, rows, ws, a_off, z_off):
             )
 
 
-@jit(opt=ORCHESTRATOR)
-def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
+@jit(opt=ORCHESTRATOR, from_python=False)
+def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad, sparse):
     """Forward and backward pass of one chunk.
 
     Writes the chunk's *unnormalised* gradient ``sum_i w_i dloss_i/dparams``
     into ``grad`` (every entry is overwritten) and returns ``sum_i w_i loss_i``.
     The matched loss/activation pair gives the output delta
     ``w_i * (y_hat_i - y_i)`` (:func:`fastbp._losses.output_loss_and_delta`).
+    ``sparse`` is ``data.is_sparse``.
     """
-    call_separately(forward, (data, net, params, rows, ws, a_off, z_off))
+    call_separately(forward, (data, net, params, rows, ws, a_off, z_off, sparse))
     n = rows.shape[0]
     units = net.layer_units
     L = units.shape[0] - 1
@@ -211,7 +216,7 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
         fo = units[l + 1]
         d = d_off[cur]
         # coef_grad[l] = A[l].T @ delta[l]
-        if l == 0 and data.is_sparse:
+        if sparse is not None and l == 0:
             call_separately(
                 _sparse_rows_tdot, (data, rows, ws, d, fo, grad, net.coef_off[0], fi)
             )
@@ -250,7 +255,7 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad):
     return loss_sum
 
 
-@jit(parallel=True, opt=ORCHESTRATOR)
+@jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
 def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
     """Per-chunk unnormalised gradients of a batch, in ``work.chunk_grads[:n_chunks]``.
 
@@ -272,6 +277,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
                 work.z_off,
                 work.d_off,
                 work.chunk_grads[0],
+                data.is_sparse,
             ),
         )
     else:
@@ -288,7 +294,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
             chunk_losses[c] = call_separately(
                 chunk_loss_grad,
                 (data, net, params, rows[lo:hi], ws[c], a_off, z_off, d_off,
-                 chunk_grads[c]),
+                 chunk_grads[c], data.is_sparse),
             )  # fmt: skip
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
@@ -300,19 +306,22 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
 
 
 @jit(opt=ORCHESTRATOR)
-def predict_rows(data, net, params, lo, hi, block_rows, ws, a_off, z_off, out):
+def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out):
     """Predictions ``y_hat`` (after the output activation) of rows ``lo:hi``.
 
     Rows are processed in blocks of ``block_rows`` starting at ``lo`` (the
-    workspace holds one block) and written to ``out[lo:hi]``.
+    workspace holds one block) and written to ``out[lo:hi]``; ``index`` is
+    ``arange(n_rows)``, sliced to name each block's rows.
     Single-threaded and free of the GIL: callers split large inputs over
     Python threads, each with its own workspace.
     """
     L = net.layer_units.shape[0] - 1
     n_out = net.layer_units[L]
     for start in range(lo, hi, block_rows):
-        rows = np.arange(start, min(start + block_rows, hi))
-        call_separately(forward, (data, net, params, rows, ws, a_off, z_off))
+        rows = index[start : min(start + block_rows, hi)]
+        call_separately(
+            forward, (data, net, params, rows, ws, a_off, z_off, data.is_sparse)
+        )
         z = ws[a_off[L] : a_off[L] + rows.shape[0] * n_out]
         call_separately(output_activation, (net.loss_code, z, n_out))
         for i in range(rows.shape[0]):

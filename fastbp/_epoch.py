@@ -99,7 +99,7 @@ def run_epoch(
 
     """
     n = order.shape[0]
-    layer_sq = np.empty(layer_grad_norms.shape[0], dtype=np.float64)
+    layer_sq = work.layer_sq
     layer_grad_norms[:] = 0.0
     clip = max_grad_norm > 0.0
     loss_sum = 0.0

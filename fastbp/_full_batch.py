@@ -20,7 +20,7 @@ from ._jit import ORCHESTRATOR, call_separately, jit
 from ._update import FINISH, finish_and_step, inverse_weight_sum
 
 
-@jit()
+@jit(from_python=False)
 def _add_into(total, part):
     """``total += part``: a leaf, so that LLVM vectorises it at -O3."""
     for k in range(total.shape[0]):
@@ -39,7 +39,6 @@ def loss_grad(
     opt,
     alpha,
     grad,
-    layer_sq,
     sub_rows,
     parallel_chunks,
     parallel_blocks,
@@ -48,9 +47,9 @@ def loss_grad(
 
     ``loss = (sum_i w_i loss_i + alpha/2 ||W||^2) / sum_i w_i`` and
     ``grad = (sum_i w_i dloss_i + alpha W) / sum_i w_i`` (intercepts are not
-    penalised); ``layer_sq`` receives each layer's squared coefficient-gradient
-    norm.  ``opt`` is an :class:`fastbp._update.Optimizer` with no state (no
-    step is taken).
+    penalised); ``work.layer_sq`` receives each layer's squared
+    coefficient-gradient norm.  ``opt`` is an :class:`fastbp._update.Optimizer`
+    with no state (no step is taken).
 
     The batch is walked in sub-batches of at most ``sub_rows`` rows, each split
     into up to ``n_chunks`` chunks, whose raw sums are added up in order: the
@@ -77,7 +76,7 @@ def loss_grad(
     sq_w, _ = call_separately(
         finish_and_step,
         (np.int64(FINISH), blocks, sums, np.int64(1), params, grad, alpha, inv_sw,
-         opt, 1.0, layer_sq, parallel_blocks),
+         opt, 1.0, work.layer_sq, parallel_blocks),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 

@@ -128,6 +128,22 @@ def _harden_cache(dispatcher):
     return dispatcher
 
 
+#: numba's parallel options for kernels with ``prange`` loops: explicit
+#: ``prange`` loops only, none of the automatic parallelisation of array
+#: expressions (which fastbp's kernels do not use, and whose analysis passes
+#: cost compile time).
+_PRANGE_ONLY = dict(
+    prange=True,
+    comprehension=False,
+    reduction=False,
+    inplace_binop=False,
+    setitem=False,
+    numpy=False,
+    stencil=False,
+    fusion=False,
+)
+
+
 #: LLVM fast-math flags used by every kernel: all but ``nnan`` and ``ninf``.
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
@@ -168,7 +184,7 @@ def _at_opt_level(dispatcher, level):
     return dispatcher
 
 
-def jit(*, parallel=False, opt=LEAF):
+def jit(*, parallel=False, opt=LEAF, from_python=True):
     """Return numba's ``njit`` decorator configured with fastbp's policy.
 
     Parameters
@@ -179,6 +195,11 @@ def jit(*, parallel=False, opt=LEAF):
     opt : {LEAF, ORCHESTRATOR}, default=LEAF
         LLVM optimisation level of the kernel's compilation (see
         :data:`LEAF`, :data:`ORCHESTRATOR`).
+    from_python : bool, default=True
+        Whether Python may call the kernel.  A kernel only ever called from
+        other kernels passes ``False``: numba then compiles no Python (and no
+        C) entry wrapper for it, which for a kernel taking bundles of arrays
+        is a large share of its compile time.
 
     Returns
     -------
@@ -188,8 +209,13 @@ def jit(*, parallel=False, opt=LEAF):
 
     """
     options = dict(
-        nogil=True, error_model="numpy", fastmath=set(FASTMATH), parallel=parallel
+        nogil=True,
+        error_model="numpy",
+        fastmath=set(FASTMATH),
+        parallel=_PRANGE_ONLY.copy() if parallel else False,
     )
+    if not from_python:
+        options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
     def decorate(func):
         try:

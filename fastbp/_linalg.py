@@ -58,18 +58,26 @@ _xxgemm = types.ExternalFunction(
 
 _N = np.int8(ord("n"))
 _T = np.int8(ord("t"))
+_DOUBLE = np.int8(ord("d"))
+_SINGLE = np.int8(ord("s"))
+#: ``alpha = 1`` and ``beta = 0`` of every product, which BLAS reads through
+#: pointers, as raw bytes: the float64 pair, then the float32 pair at byte 16.
+_ONE_ZERO = np.concatenate(
+    [
+        np.array([1.0, 0.0], dtype=np.float64).view(np.uint8),
+        np.array([1.0, 0.0], dtype=np.float32).view(np.uint8),
+    ]
+)
 
 #: Up to this many rows, products are loops rather than BLAS calls.
 SMALL_ROWS = 4
 
 
-@jit()
+@jit(from_python=False)
 def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
     """Fortran-order ``c[c0:] = op(a[a0:]) @ op(b[b0:])`` (beta = 0)."""
-    scalars = np.empty(2, dtype=c.dtype)
-    scalars[0] = 1.0
-    scalars[1] = 0.0
-    kind = np.int8(ord("d")) if c.itemsize == 8 else np.int8(ord("s"))
+    kind = _DOUBLE if c.itemsize == 8 else _SINGLE
+    one = 0 if c.itemsize == 8 else 16
     _xxgemm(
         kind,
         transa,
@@ -77,12 +85,12 @@ def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
         m,
         n,
         k,
-        scalars[0:].ctypes,
+        _ONE_ZERO[one:].ctypes,
         a[a0:].ctypes,
         lda,
         b[b0:].ctypes,
         ldb,
-        scalars[1:].ctypes,
+        _ONE_ZERO[one + c.itemsize :].ctypes,
         c[c0:].ctypes,
         ldc,
     )
@@ -104,7 +112,7 @@ if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
         _fortran(c, c0, ldc, m, n)[...] = op_a @ op_b
 
 
-@jit()
+@jit(from_python=False)
 def matmul(n, k, m, A, a0, B, b0, C, c0):
     """``C (n x m) = A (n x k) @ B (k x m)``."""
     if n > SMALL_ROWS:
@@ -124,7 +132,7 @@ def matmul(n, k, m, A, a0, B, b0, C, c0):
                 c[j] += ap * b[j]
 
 
-@jit()
+@jit(from_python=False)
 def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
     """``C (k x m) = A.T @ B`` for ``A (n x k)``, ``B (n x m)``."""
     if n > SMALL_ROWS:
@@ -143,7 +151,7 @@ def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
                     c[j] += a * b[j]
 
 
-@jit()
+@jit(from_python=False)
 def matmul_nt(n, m, k, A, a0, B, b0, C, c0):
     """``C (n x k) = A @ B.T`` for ``A (n x m)``, ``B (k x m)``."""
     if n > SMALL_ROWS:

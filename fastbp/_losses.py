@@ -50,7 +50,7 @@ OUTPUT_ACTIVATION = {
 }
 
 
-@jit()
+@jit(from_python=False)
 def _softplus(z):
     """``log(1 + exp(z))`` without overflow."""
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))

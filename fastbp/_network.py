@@ -42,8 +42,9 @@ def kernel_input(X, dtype):
 
     Dense input must already be validated; it is made C-contiguous in
     ``dtype``.  Sparse input is converted to CSR (CSC is transposed once, never
-    densified); a dense placeholder of shape ``(0, n_features)`` is passed in
-    its place so that both cases share one compiled signature.
+    densified), with a dense placeholder of shape ``(0, n_features)`` in
+    place of ``X``.  ``is_sparse`` is ``True`` or ``None``: for dense input
+    numba prunes the sparse code before compiling it.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=dtype)
@@ -65,7 +66,7 @@ def kernel_input(X, dtype):
         np.empty(0, dtype=dtype),
         empty_int,
         empty_int,
-        False,
+        None,
     )
 
 
@@ -139,6 +140,7 @@ class Network:
                 d_off,
                 np.empty((n_chunks, self.layout.n_params), dtype=dtype),
                 np.empty(n_chunks, dtype=np.float64),
+                np.empty(self.layout.n_layers, dtype=np.float64),
             )
             self._scratch[key] = (work, n_chunks)
         return self._scratch[key]
@@ -192,7 +194,6 @@ class Network:
             Optimizer(np.int64(-1), np.zeros(N_HYPER), no_state, no_state),
             float(alpha),
             grad,
-            np.empty(self.layout.n_layers, dtype=np.float64),
             SUB_BATCH_ROWS,
             _flag(n_chunks > 1),
             self.parallel_blocks,
@@ -211,6 +212,7 @@ class Network:
             return out
         dummy = np.empty((0, out.shape[1]), dtype=params.dtype)
         data = Data(*Xk, dummy, np.empty(0, dtype=params.dtype))
+        index = np.arange(n, dtype=np.int64)
         n_blocks = -(-n // PREDICT_ROWS)
         n_threads = max(1, min(numba.get_num_threads(), n_blocks // 2))
         # Contiguous shares of whole blocks.
@@ -222,7 +224,7 @@ class Network:
 
         def share(t):
             ws = np.empty(size, dtype=params.dtype)
-            predict_rows(data, self.net, params, edges[t], edges[t + 1],
+            predict_rows(data, self.net, params, index, edges[t], edges[t + 1],
                          PREDICT_ROWS, ws, a_off, z_off, out)  # fmt: skip
 
         if n_threads == 1:

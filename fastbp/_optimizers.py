@@ -52,19 +52,19 @@ def adam_learning_rate(learning_rate, beta_1, beta_2, t):
     return learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
 
 
-@jit()
+@jit(from_python=False)
 def sgd_hyper(hyper):
     """SGD's ``(learning_rate, momentum, nesterov)`` from the ``hyper`` array."""
     return hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[NESTEROV] != 0.0
 
 
-@jit()
+@jit(from_python=False)
 def adam_hyper(hyper):
     """Adam's ``(lr_t, beta_1, beta_2, epsilon)`` from the ``hyper`` array."""
     return hyper[ADAM_LR_T], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
 
 
-@jit()
+@jit(from_python=False)
 def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
     """SGD's update of one entry: returns the new ``(w, velocity)``."""
     v = momentum * velocity - learning_rate * g
@@ -73,7 +73,7 @@ def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
     return w + v, v
 
 
-@jit()
+@jit(from_python=False)
 def adam_entry(w, m, v, g, lr_t, beta_1, beta_2, epsilon):
     """Adam's update of one entry: returns the new ``(w, m, v)``."""
     m = beta_1 * m + (1.0 - beta_1) * g

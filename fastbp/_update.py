@@ -70,7 +70,7 @@ def parameter_blocks(layer_units, coef_off, intercept_off):
     )
 
 
-@jit()
+@jit(from_python=False)
 def _update_block(
     b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
 ):
@@ -138,7 +138,7 @@ def _update_block(
     blocks.partial[b, 1] = sq_g
 
 
-@jit(parallel=True, opt=ORCHESTRATOR)
+@jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
 def _blocks_in_parallel(
     mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
 ):
@@ -212,7 +212,7 @@ def finish_and_step(
     return sq_w, sq_g
 
 
-@jit()
+@jit(from_python=False)
 def inverse_weight_sum(sw_sum):
     """``1 / sw_sum``; a batch whose weights are all zero contributes nothing."""
     return 1.0 / sw_sum if sw_sum > 0.0 else 0.0

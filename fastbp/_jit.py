@@ -54,6 +54,7 @@ from numba.core import config as _numba_config  # noqa: E402
 from numba.core import types as _numba_types  # noqa: E402
 from numba.core.caching import IndexDataCacheFile  # noqa: E402
 from numba.core.compiler_lock import global_compiler_lock  # noqa: E402
+from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
 
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
@@ -158,7 +159,7 @@ LEAF = 3
 ORCHESTRATOR = 1
 
 
-def _at_opt_level(dispatcher, level):
+def _at_opt_level(dispatcher, level, parallel):
     """Compile ``dispatcher``'s new signatures at LLVM level ``level``.
 
     numba reads its optimisation level (``NUMBA_OPT``) from a global when it
@@ -166,6 +167,11 @@ def _at_opt_level(dispatcher, level):
     for the duration of this kernel's own compilation, under numba's global
     compiler lock (which every compilation holds), so code compiled outside
     fastbp's kernels, the user's own included, keeps its level.
+
+    A ``parallel`` kernel compiled for its serial configuration (its
+    ``prange`` pruned, see :func:`fastbp._backprop.batch_gradients`) would
+    make numba warn that nothing could be parallelised: that is intended, and
+    the warning is not shown.
     """
     compile_signature = getattr(dispatcher, "compile", None)
     if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
@@ -176,7 +182,14 @@ def _at_opt_level(dispatcher, level):
             saved = _numba_config.OPT
             _numba_config.OPT = _numba_config._OptLevel(level)
             try:
-                return compile_signature(sig)
+                with warnings.catch_warnings():
+                    if parallel:
+                        warnings.filterwarnings(
+                            "ignore",
+                            message="(?s).*no transformation for parallel execution",
+                            category=NumbaPerformanceWarning,
+                        )
+                    return compile_signature(sig)
             finally:
                 _numba_config.OPT = saved
 
@@ -227,7 +240,7 @@ def jit(*, parallel=False, opt=LEAF, from_python=True):
                 raise
             _warn_no_cache(exc)
             dispatcher = numba.njit(**options)(func)
-        return _at_opt_level(dispatcher, opt)
+        return _at_opt_level(dispatcher, opt, parallel)
 
     return decorate
 

@@ -150,3 +150,65 @@ def test_no_writable_cache_location_compiles_in_memory(fitted, tmp_path):
     messages = [m for m in result["warnings"] if "compile cache" in m]
     assert len(messages) == 1, result["warnings"]
     assert "NUMBA_CACHE_DIR" in messages[0]
+
+
+_FIRST_FITS = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import numba.core.event as numba_event
+
+    class Count(numba_event.Listener):
+        n = 0
+        def on_start(self, event):
+            self.n += 1
+        def on_end(self, event):
+            pass
+
+    count = Count()
+    numba_event.register("numba:compile", count)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import numpy as np
+        import fastbp
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((300, 5))
+        y = (X[:, 0] > 0).astype(int)
+        counts = []
+        # batch_size=200: two chunks per batch, run in parallel
+        for params in ({"batch_size": 1}, {"batch_size": 200}, {"batch_size": 200}):
+            before = count.n
+            fastbp.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params
+            ).fit(X, y).predict(X)
+            counts.append(count.n - before)
+    print(json.dumps({
+        "counts": counts,
+        "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_first_fits_from_an_empty_cache_compile_quietly(tmp_path):
+    # Online SGD compiles the batch kernel with its parallel loop pruned, which
+    # numba would warn about; a second configuration compiles only what it
+    # adds, and a repeated one nothing.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_FITS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    numba_warnings = [w for w in result["warnings"] if "Numba" in w]
+    assert not numba_warnings, numba_warnings
+    online, mini_batch, again = result["counts"]
+    assert online > 0 and mini_batch > 0, result
+    assert mini_batch < online, result  # the shared kernels are not compiled again
+    assert again == 0, result

@@ -3,6 +3,7 @@
 from ._display import TrainingCurveDisplay
 from ._gradient_check import check_gradients
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
+from ._warm import warm_cache
 
 __version__ = "0.1.0"
 
@@ -12,4 +13,5 @@ __all__ = [
     "TrainingCurveDisplay",
     "__version__",
     "check_gradients",
+    "warm_cache",
 ]

@@ -212,3 +212,69 @@ def test_first_fits_from_an_empty_cache_compile_quietly(tmp_path):
     assert online > 0 and mini_batch > 0, result
     assert mini_batch < online, result  # the shared kernels are not compiled again
     assert again == 0, result
+
+
+_USER_FITS = textwrap.dedent(
+    """
+    import json, warnings
+    import numba.core.event as numba_event
+
+    class Count(numba_event.Listener):
+        n = 0
+        def on_start(self, event):
+            self.n += 1
+        def on_end(self, event):
+            pass
+
+    count = Count()
+    numba_event.register("numba:compile", count)
+    import numpy as np
+    import scipy.sparse as sp
+    import fastbp
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((500, 20)).astype(np.float32)
+    y = rng.integers(0, 2, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for Xk in (X, sp.csr_matrix(X)):
+            for params in ({}, {"batch_size": 1, "solver": "sgd"},
+                           {"solver": "cg"}, {"early_stopping": True}):
+                fastbp.MLPClassifier(max_iter=2, random_state=0, **params).fit(
+                    Xk, y
+                ).predict_proba(Xk)
+            fastbp.MLPRegressor(max_iter=2, random_state=0).fit(Xk, y * 1.0)
+    print(json.dumps({"compiles": count.n}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_warm_cache_compiles_what_later_fits_use(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+
+    def run(code):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.strip().splitlines()
+
+    warm = "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True))"
+    assert int(run(warm)[-1]) > 0  # an empty cache: it compiles
+    assert json.loads(run(_USER_FITS)[-1]) == {"compiles": 0}
+    assert int(run(warm)[-1]) == 0  # and a warm one loads everything
+
+
+def test_warm_cache_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="float64 or float32"):
+        fastbp.warm_cache(dtypes=["int64"])
+    with pytest.raises(TypeError, match="sparse must be a bool"):
+        fastbp.warm_cache(sparse="yes")

@@ -32,6 +32,7 @@ from fastbp import (  # noqa: E402
     _gradient_check,
     _losses,
     _multilayer_perceptron,
+    _warm,
 )
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
@@ -91,12 +92,13 @@ def test_page_code_blocks_run(page, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- #
 # (b) Docstring examples
 # --------------------------------------------------------------------------- #
-DOCTEST_MODULES = [fastbp, _multilayer_perceptron, _gradient_check, _display]
+DOCTEST_MODULES = [fastbp, _multilayer_perceptron, _gradient_check, _display, _warm]
 PUBLIC = {
     "MLPClassifier": fastbp.MLPClassifier,
     "MLPRegressor": fastbp.MLPRegressor,
     "check_gradients": fastbp.check_gradients,
     "TrainingCurveDisplay": fastbp.TrainingCurveDisplay,
+    "warm_cache": fastbp.warm_cache,
 }
 
 

@@ -186,7 +186,9 @@ class ProcessCase:
     ``cold`` runs it with an empty ``NUMBA_CACHE_DIR``, so fastbp compiles
     every kernel it uses (numba's ``NUMBA_CACHE_DIR`` locator comes before the
     in-tree ``__pycache__`` one); scikit-learn has no JIT cache, so its cold
-    and warm processes are the same.
+    and warm processes are the same.  ``stages`` are further first fits run in
+    the same process after the timed one (see ``bench/_process.py``), each
+    timed inside the process and left out of the process time.
     """
 
     name: str
@@ -194,6 +196,7 @@ class ProcessCase:
     n_epochs: int = 50
     cold: bool = False
     quick: bool = False
+    stages: tuple = ()
 
 
 def epoch_flops(layer_units, n_samples):
@@ -345,6 +348,7 @@ def _process_cases(smoke):
             f"whole process: import, fit digits {n_epochs} epochs, predict "
             "(warm JIT cache)",
             n_epochs=n_epochs,
+            quick=True,
         ),
         ProcessCase(
             "process-cold",
@@ -352,6 +356,8 @@ def _process_cases(smoke):
             "(empty NUMBA_CACHE_DIR)",
             n_epochs=n_epochs,
             cold=True,
+            quick=True,
+            stages=("float32", "lbfgs"),
         ),
     ]
 

@@ -317,10 +317,14 @@ def kernel_threads(n_jobs):
         numba.set_num_threads(previous)
 
 
-class _CompileReport(_numba_event.Listener):
-    """Counts and times numba compilations (outermost ones for the time)."""
+class _CompileCounter(_numba_event.Listener):
+    """Counts and times numba compilations (outermost ones for the time).
 
-    def __init__(self):
+    With ``announce``, says so when the first compilation starts.
+    """
+
+    def __init__(self, announce=False):
+        self.announce = announce
         self.depth = 0
         self.count = 0
         self.seconds = 0.0
@@ -328,7 +332,7 @@ class _CompileReport(_numba_event.Listener):
 
     def on_start(self, event):
         if self.depth == 0:
-            if self.count == 0:
+            if self.count == 0 and self.announce:
                 print(
                     "fastbp: compiling kernels for this configuration (first use "
                     "with this numba cache; later processes load them)...",
@@ -345,6 +349,17 @@ class _CompileReport(_numba_event.Listener):
 
 
 @contextmanager
+def counting_compiles(announce=False):
+    """Count (``.count``) and time (``.seconds``) the compilations of a block."""
+    counter = _CompileCounter(announce)
+    _numba_event.register("numba:compile", counter)
+    try:
+        yield counter
+    finally:
+        _numba_event.unregister("numba:compile", counter)
+
+
+@contextmanager
 def compile_report(verbose):
     """Say when a block compiles kernels, and how long it took (if ``verbose``).
 
@@ -354,17 +369,16 @@ def compile_report(verbose):
     if not verbose:
         yield
         return
-    report = _CompileReport()
-    _numba_event.register("numba:compile", report)
-    try:
-        yield
-    finally:
-        _numba_event.unregister("numba:compile", report)
-        if report.count:
-            print(
-                f"fastbp: compiled {report.count} functions in {report.seconds:.1f} s.",
-                flush=True,
-            )
+    with counting_compiles(announce=True) as counter:
+        try:
+            yield
+        finally:
+            if counter.count:
+                print(
+                    f"fastbp: compiled {counter.count} functions in "
+                    f"{counter.seconds:.1f} s.",
+                    flush=True,
+                )
 
 
 def _register(dispatcher, argtypes):

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
+from ._jit import counting_compiles
 from ._update import PARALLEL_MIN_PARAMS
 
 #: Rows of the tiny training set: batches of 200 are split into two chunks.
@@ -48,8 +49,6 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
     >>> n_compiled = fastbp.warm_cache(dtypes=["float64"])
 
     """
-    import numba.core.event as numba_event
-
     from ._multilayer_perceptron import MLPClassifier
 
     names = []
@@ -61,16 +60,6 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
     if not isinstance(sparse, (bool, np.bool_)):
         raise TypeError(f"sparse must be a bool, got {sparse!r}.")
 
-    class _Count(numba_event.Listener):
-        n = 0
-
-        def on_start(self, event):
-            self.n += 1
-
-        def on_end(self, event):
-            pass
-
-    count = _Count()
     rng = np.random.RandomState(0)
     # Wide enough input that one hidden layer of 400 units reaches the
     # parallel weight update.
@@ -85,14 +74,13 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
         dict(hidden_layer_sizes=(4,), solver="lbfgs"),
         dict(hidden_layer_sizes=(400,), solver="lbfgs"),
     ]
-    numba_event.register("numba:compile", count)
-    try:
+    with counting_compiles() as counter:
         for dtype in names:
             inputs = [("dense", X.astype(dtype))]
             if sparse:
                 inputs.append(("sparse", sp.csr_matrix(X.astype(dtype))))
             for kind, Xk in inputs:
-                before = count.n
+                before = counter.count
                 for params in configurations:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -101,9 +89,7 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
                 if verbose:
                     print(
                         f"fastbp.warm_cache: {dtype.name} {kind} input: "
-                        f"{count.n - before} functions compiled",
+                        f"{counter.count - before} functions compiled",
                         flush=True,
                     )
-    finally:
-        numba_event.unregister("numba:compile", count)
-    return count.n
+    return counter.count

@@ -152,9 +152,10 @@ def test_no_writable_cache_location_compiles_in_memory(fitted, tmp_path):
     assert "NUMBA_CACHE_DIR" in messages[0]
 
 
-_FIRST_FITS = textwrap.dedent(
+#: Prelude of the child scripts below: counts numba's compilations.
+_COUNT_COMPILES = textwrap.dedent(
     """
-    import json, sys, warnings
+    import json, warnings
     import numba.core.event as numba_event
 
     class Count(numba_event.Listener):
@@ -166,6 +167,24 @@ _FIRST_FITS = textwrap.dedent(
 
     count = Count()
     numba_event.register("numba:compile", count)
+    """
+)
+
+
+def _run_with_cache(code, cache_dir, cwd):
+    """Run ``code`` in a child process with ``NUMBA_CACHE_DIR=cache_dir``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_FIRST_FITS = _COUNT_COMPILES + textwrap.dedent(
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         import numpy as np
@@ -194,18 +213,7 @@ def test_first_fits_from_an_empty_cache_compile_quietly(tmp_path):
     # Online SGD compiles the batch kernel with its parallel loop pruned, which
     # numba would warn about; a second configuration compiles only what it
     # adds, and a repeated one nothing.
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", _FIRST_FITS],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run_with_cache(_FIRST_FITS, tmp_path / "cache", tmp_path)
     numba_warnings = [w for w in result["warnings"] if "Numba" in w]
     assert not numba_warnings, numba_warnings
     online, mini_batch, again = result["counts"]
@@ -214,20 +222,8 @@ def test_first_fits_from_an_empty_cache_compile_quietly(tmp_path):
     assert again == 0, result
 
 
-_USER_FITS = textwrap.dedent(
+_USER_FITS = _COUNT_COMPILES + textwrap.dedent(
     """
-    import json, warnings
-    import numba.core.event as numba_event
-
-    class Count(numba_event.Listener):
-        n = 0
-        def on_start(self, event):
-            self.n += 1
-        def on_end(self, event):
-            pass
-
-    count = Count()
-    numba_event.register("numba:compile", count)
     import numpy as np
     import scipy.sparse as sp
     import fastbp
@@ -249,28 +245,15 @@ _USER_FITS = textwrap.dedent(
     """
 )
 
+_WARM = "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True))"
+
 
 @pytest.mark.slow
 def test_warm_cache_compiles_what_later_fits_use(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-
-    def run(code):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        return out.stdout.strip().splitlines()
-
-    warm = "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True))"
-    assert int(run(warm)[-1]) > 0  # an empty cache: it compiles
-    assert json.loads(run(_USER_FITS)[-1]) == {"compiles": 0}
-    assert int(run(warm)[-1]) == 0  # and a warm one loads everything
+    cache = tmp_path / "cache"
+    assert _run_with_cache(_WARM, cache, tmp_path) > 0  # an empty cache: compiles
+    assert _run_with_cache(_USER_FITS, cache, tmp_path) == {"compiles": 0}
+    assert _run_with_cache(_WARM, cache, tmp_path) == 0  # a warm one loads all
 
 
 def test_warm_cache_rejects_bad_arguments():

@@ -56,6 +56,8 @@ from numba.core.caching import IndexDataCacheFile  # noqa: E402
 from numba.core.compiler_lock import global_compiler_lock  # noqa: E402
 from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
 
+from ._blas_pools import kernel_blas  # noqa: E402
+
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
 except ImportError:  # pragma: no cover
@@ -280,38 +282,20 @@ def resolve_n_jobs(n_jobs):
     return max(1, min(int(n_jobs), n_max))
 
 
-_blas_controller = None
-
-
-def _blas():
-    """A cached threadpoolctl controller that sees scipy's BLAS.
-
-    njit's ``np.dot`` calls scipy's BLAS, a different library from numpy's; it
-    is loaded lazily and threadpoolctl only controls loaded libraries, so it is
-    imported first.  Building a controller scans the process (milliseconds);
-    limiting through a cached one costs microseconds.
-    """
-    global _blas_controller
-    if _blas_controller is None:
-        import scipy.linalg.cython_blas  # noqa: F401
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller
-
-
 @contextmanager
 def kernel_threads(n_jobs):
     """Run a block with ``n_jobs`` kernel threads and a single BLAS thread.
 
     Parallelism comes from fastbp's fixed chunks; BLAS calls inside the kernels
-    stay single-threaded so the two do not oversubscribe the cores.  The numba
-    thread count is thread-local and is restored on exit.
+    stay single-threaded so the two do not oversubscribe the cores, and other
+    BLAS pools stop spinning on the cores the kernels need (see
+    ``_blas_pools``).  The numba thread count is thread-local and is restored
+    on exit.
     """
     previous = numba.get_num_threads()
     numba.set_num_threads(resolve_n_jobs(n_jobs))
     try:
-        with _blas().limit(limits=1, user_api="blas"):
+        with kernel_blas():
             yield
     finally:
         numba.set_num_threads(previous)

@@ -237,17 +237,17 @@ def time_fit(tr, n_epochs):
     return (time.perf_counter() - start) / n_run
 
 
-#: Pause before timing an implementation right after another one.
+#: Pause before a *paused* timed fit (the second column of the report).
 SETTLE_SECONDS = 0.15
 
 
 def settle():
     """Let the previous implementation's idle threads go to sleep.
 
-    OpenBLAS worker threads (scikit-learn's, through numpy) busy-wait for some
-    30-100 ms after each call; a fit started inside that window shares the
-    cores with them (measured: fastbp's digits epoch 3x slower).  Every
-    timed fit starts after the same pause.
+    OpenBLAS worker threads (scikit-learn's, through numpy) busy-wait for
+    about 0.1 s after each call.  A user never pauses, so the report's
+    headline times fits back to back; the paused fits, each after this pause,
+    show what an implementation does on cores nobody else is spinning on.
     """
     time.sleep(SETTLE_SECONDS)
 
@@ -258,12 +258,16 @@ class EpochResult:
 
     case: str
     impl: str
-    seconds_per_epoch: float  # best of the repeats
+    seconds_per_epoch: float  # best of the back-to-back fits (the headline)
     all_seconds_per_epoch: list
+    paused_seconds_per_epoch: float  # best of the fits started after settle()
+    all_paused_seconds_per_epoch: list
     accuracy: float
     warm_up_seconds: float
     epoch_flops: float  # 6 * n_samples * sum(fan_in * fan_out)
     executed_flops: float  # the same without the input layer's delta GEMM
+    gemm_probe: float = 0.0  # GFLOP/s of gemm_probe() around the case (lower)
+    contended: bool = False  # the probe was far below the run's best
 
     @property
     def gflops(self):
@@ -282,13 +286,15 @@ def measure_epoch_case(
     """Time ``impls`` on ``case``, interleaved; the best fit of each counts.
 
     Each implementation is warmed up first (JIT compile excluded).  Then
-    timed fits run round-robin (sklearn, fastbp, torch, sklearn, ...), each
-    after :func:`settle`, for at least ``repeats`` rounds and, up to
-    ``max_repeats`` rounds, until ``min_seconds`` have passed.  On a shared
-    machine load comes in bursts of seconds that slow every implementation
-    several-fold; many short interleaved fits give each one the same chances
-    to land in a quiet window, and the minimum is the undisturbed time.
-    Returns a dict impl -> :class:`EpochResult`.
+    rounds of timed fits run: first every implementation back to back
+    (sklearn, fastbp, torch: as a user comparing them runs them, each fit
+    right after the other's, whatever threads the last one left spinning),
+    then every implementation again, each after :func:`settle`.  Rounds go on
+    for at least ``repeats`` and, up to ``max_repeats``, until ``min_seconds``
+    have passed.  On a shared machine load comes in bursts of seconds that
+    slow every implementation several-fold; many short interleaved fits give
+    each one the same chances to land in a quiet window, and the minimum is
+    the undisturbed time.  Returns a dict impl -> :class:`EpochResult`.
     """
     data = case.data.make()
     units = case.layer_units(data.X_train.shape[1], data.n_classes)
@@ -303,14 +309,17 @@ def measure_epoch_case(
         if progress:
             progress(f"{case.name}: {impl} warm-up {warm[impl]:.2f} s")
     times = {impl: [] for impl in impls}
+    paused = {impl: [] for impl in impls}
     start = time.perf_counter()
     rounds = 0
     while rounds < repeats or (
         time.perf_counter() - start < min_seconds and rounds < max_repeats
     ):
         for impl in impls:
-            settle()
             times[impl].append(time_fit(trainers[impl], case.n_epochs))
+        for impl in impls:
+            settle()
+            paused[impl].append(time_fit(trainers[impl], case.n_epochs))
         rounds += 1
     results = {}
     for impl in impls:
@@ -319,6 +328,8 @@ def measure_epoch_case(
             impl=impl,
             seconds_per_epoch=min(times[impl]),
             all_seconds_per_epoch=times[impl],
+            paused_seconds_per_epoch=min(paused[impl]),
+            all_paused_seconds_per_epoch=paused[impl],
             accuracy=trainers[impl].accuracy(),
             warm_up_seconds=warm[impl],
             epoch_flops=flops,
@@ -327,8 +338,9 @@ def measure_epoch_case(
         if progress:
             t = np.array(times[impl])
             progress(
-                f"{case.name}: {impl} {1e3 * t.min():.3g} ms/epoch (best of "
-                f"{t.size}; median {1e3 * np.median(t):.3g}), "
+                f"{case.name}: {impl} {1e3 * t.min():.3g} ms/epoch back to back "
+                f"(best of {t.size}; median {1e3 * np.median(t):.3g}), "
+                f"{1e3 * min(paused[impl]):.3g} paused, "
                 f"accuracy {results[impl].accuracy:.3f}"
             )
     return results
@@ -357,6 +369,32 @@ def gemm_gflops(dtype, sizes=(1024, 2048), threads=THREADS, repeats=3):
                 start = time.perf_counter()
                 a @ b
                 best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+#: A case whose GEMM probe falls below this share of the run's best probe
+#: ran on a contended machine (other work on the cores).
+CONTENDED_BELOW = 0.6
+
+
+def gemm_probe(dtype=np.float64, n=512, repeats=5):
+    """A quick GEMM rate (GFLOP/s, best of ``repeats`` ``n x n`` products).
+
+    Taken after :func:`settle`, before and after each case: other work on the
+    machine shows up as a rate far below the best probe of the same run.
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    best = 0.0
+    settle()
+    with threadpool_limits(limits=THREADS, user_api="blas"):
+        a @ a
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ a
+            best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
 

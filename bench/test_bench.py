@@ -93,3 +93,32 @@ def test_registry_is_consistent():
             assert case.batch_size <= len(data.y_train)  # no clipping warnings
         else:
             assert isinstance(case, ProcessCase)
+
+
+def test_report_flags_cases_measured_on_a_contended_machine():
+    # A case whose GEMM probe fell below CONTENDED_BELOW of the run's best is
+    # marked, and a target measured on it says "contended" instead of met/NO.
+    from . import report
+    from .runners import CONTENDED_BELOW, EpochResult
+
+    def result(case, impl, seconds, probe):
+        return EpochResult(case, impl, seconds, [seconds], seconds, [seconds],
+                           0.9, 0.0, 1e9, 1e9, gemm_probe=probe)  # fmt: skip
+
+    best = 60.0
+    quiet, busy = best, best * CONTENDED_BELOW * 0.9
+    results = {
+        "digits-adam": {"sklearn": result("digits-adam", "sklearn", 0.010, busy),
+                        "fastbp": result("digits-adam", "fastbp", 0.001, busy)},
+        "clf20k-adam": {"sklearn": result("clf20k-adam", "sklearn", 0.10, quiet),
+                        "fastbp": result("clf20k-adam", "fastbp", 0.05, quiet)},
+    }  # fmt: skip
+    cases = [CASES["digits-adam"], CASES["clf20k-adam"]]
+    report._mark_contended(results, cases, {"float64": best})
+    assert [r.contended for r in results["digits-adam"].values()] == [True, True]
+    assert not any(r.contended for r in results["clf20k-adam"].values())
+    verdicts = {row[0]: row[3] for row in report.evaluate_targets(results, {})}
+    assert verdicts["digits adam: speedup vs sklearn"] == "contended"  # 10x
+    assert verdicts["20000x100 adam: speedup vs sklearn"] == "NO"  # 2x < 4x
+    _, rows = report.epoch_table(cases, results, {}, with_torch=False)
+    assert rows[0][0] == "digits-adam (contended)" and rows[1][0] == "clf20k-adam"

@@ -94,6 +94,7 @@ def machine_info(with_torch):
     import sklearn
 
     import fastbp
+    from fastbp._jit import _KERNEL_OMP_ENV
 
     info = {
         "cpu": _cpu_model(),
@@ -106,7 +107,9 @@ def machine_info(with_torch):
         "fastbp": fastbp.__version__,
         "threads": bench_cases.THREADS,
         "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "kernel OpenMP wait": ", ".join(
+            f"{k}={os.environ.get(k, v)}" for k, v in _KERNEL_OMP_ENV.items()
+        ),
     }
     try:
         info["numba threading layer"] = numba.threading_layer()

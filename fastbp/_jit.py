@@ -36,27 +36,17 @@ import time
 import warnings
 from contextlib import contextmanager
 
-# OpenMP threading layer (GNU libgomp): by default idle workers spin for a long
-# time, which on a shared, loaded machine makes parallel regions 10-100x
-# slower; fully passive workers instead sleep at once and cost ~50-100 us to
-# wake for every mini-batch.  A short spin (~10-30 us) keeps them warm between
-# the batches of an epoch without hogging the cores.  Both must be set before
-# the OpenMP runtime loads (the first parallel kernel call); a user's own
-# settings win.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+import llvmlite.binding as _llvm
+import numba
+import numba.core.event as _numba_event
+import numba.extending as _numba_extending
+from numba.core import config as _numba_config
+from numba.core import types as _numba_types
+from numba.core.caching import IndexDataCacheFile
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.errors import NumbaPerformanceWarning
 
-import llvmlite.binding as _llvm  # noqa: E402
-import numba  # noqa: E402
-import numba.core.event as _numba_event  # noqa: E402
-import numba.extending as _numba_extending  # noqa: E402
-from numba.core import config as _numba_config  # noqa: E402
-from numba.core import types as _numba_types  # noqa: E402
-from numba.core.caching import IndexDataCacheFile  # noqa: E402
-from numba.core.compiler_lock import global_compiler_lock  # noqa: E402
-from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
-
-from ._blas_pools import kernel_blas  # noqa: E402
+from ._blas_pools import kernel_blas
 
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
@@ -282,6 +272,41 @@ def resolve_n_jobs(n_jobs):
     return max(1, min(int(n_jobs), n_max))
 
 
+#: How numba's OpenMP workers (GNU libgomp) wait between parallel regions.  By
+#: default they spin for a long time, which on a shared, loaded machine makes
+#: parallel regions 10-100x slower; fully passive workers instead sleep at once
+#: and cost ~50-100 us to wake for every mini-batch.  A short spin (~10-30 us)
+#: keeps them warm between the batches of an epoch without hogging the cores.
+_KERNEL_OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+_kernel_threads_launched = False
+
+
+def _launch_kernel_threads():
+    """Start numba's thread pool with :data:`_KERNEL_OMP_ENV`, once.
+
+    libgomp reads these variables when it loads, so they are set only while
+    numba loads its threading layer and restored at once: an OpenMP runtime
+    loaded later (scikit-learn's, another library's, a child process) keeps
+    its own defaults.  A user's own settings win, and a pool the user's own
+    numba code already started is left as it is.
+    """
+    global _kernel_threads_launched
+    if _kernel_threads_launched:
+        return
+    from numba.np.ufunc import parallel
+
+    saved = {name: os.environ.get(name) for name in _KERNEL_OMP_ENV}
+    try:
+        for name, value in _KERNEL_OMP_ENV.items():
+            os.environ.setdefault(name, value)
+        parallel._launch_threads()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+        _kernel_threads_launched = True
+
+
 @contextmanager
 def kernel_threads(n_jobs):
     """Run a block with ``n_jobs`` kernel threads and a single BLAS thread.
@@ -292,6 +317,7 @@ def kernel_threads(n_jobs):
     ``_blas_pools``).  The numba thread count is thread-local and is restored
     on exit.
     """
+    _launch_kernel_threads()
     previous = numba.get_num_threads()
     numba.set_num_threads(resolve_n_jobs(n_jobs))
     try:

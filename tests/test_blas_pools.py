@@ -197,3 +197,40 @@ def test_fit_and_predict_leave_blas_thread_counts_as_they_were():
     clf = fastbp.MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
     clf.predict(X)
     assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("user_spincount", [None, "5"])
+def test_kernel_openmp_settings_reach_numba_only(user_spincount):
+    # libgomp reads OMP_WAIT_POLICY/GOMP_SPINCOUNT when it loads and prints
+    # what it read with OMP_DISPLAY_ENV.  fastbp's settings reach the runtime
+    # numba loads for the kernels, and nothing else: the environment is as it
+    # was after the fit (child processes, runtimes loaded later), and a
+    # user's own setting wins.
+    env = dict(os.environ, OMP_DISPLAY_ENV="VERBOSE")
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    if user_spincount:
+        env["GOMP_SPINCOUNT"] = user_spincount
+    script = _PRELUDE + textwrap.dedent(
+        """
+        import os
+        print("--- fit", file=sys.stderr, flush=True)
+        fit()
+        print("--- after", file=sys.stderr, flush=True)
+        print(json.dumps({k: os.environ.get(k)
+                          for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    during_fit = done.stderr.split("--- fit")[1].split("--- after")[0]
+    assert "OMP_WAIT_POLICY = 'PASSIVE'" in during_fit
+    assert f"GOMP_SPINCOUNT = '{user_spincount or 10000}'" in during_fit
+    after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert after == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": user_spincount}

@@ -188,7 +188,9 @@ class ProcessCase:
     in-tree ``__pycache__`` one); scikit-learn has no JIT cache, so its cold
     and warm processes are the same.  ``stages`` are further first fits run in
     the same process after the timed one (see ``bench/_process.py``), each
-    timed inside the process and left out of the process time.
+    timed inside the process and left out of the process time.  ``job`` is
+    what the process does: ``"fit"`` (the above) or ``"gridsearch"`` (a small
+    ``GridSearchCV`` with loky workers on float64, float32 and CSR input).
     """
 
     name: str
@@ -197,6 +199,7 @@ class ProcessCase:
     cold: bool = False
     quick: bool = False
     stages: tuple = ()
+    job: str = "fit"  # or "gridsearch" (see bench/_process.py)
 
 
 def epoch_flops(layer_units, n_samples):
@@ -342,6 +345,7 @@ def _scaling_cases(smoke):
 
 def _process_cases(smoke):
     n_epochs = 2 if smoke else 50
+    search_epochs = 2 if smoke else 15
     return [
         ProcessCase(
             "process-warm",
@@ -358,6 +362,14 @@ def _process_cases(smoke):
             cold=True,
             quick=True,
             stages=("float32", "lbfgs"),
+        ),
+        ProcessCase(
+            "gridsearch-warm",
+            f"whole process: GridSearchCV, 12 candidates x 3 folds, {search_epochs} "
+            "epochs, n_jobs=2, on float64, float32 and CSR digits (warm JIT cache)",
+            n_epochs=search_epochs,
+            quick=True,
+            job="gridsearch",
         ),
     ]
 

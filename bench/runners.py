@@ -418,7 +418,8 @@ def run_process(case, impl):
 
     Returns ``(seconds, stages)``: the process's wall seconds without the
     further stages of ``case.stages``, and ``{stage: (seconds, compiles)}``
-    as timed inside the process (the base fit and predict under ``"fit"``).
+    as timed inside the process (the job, e.g. the base fit and predict, under
+    its name ``case.job``).
 
     Timed from outside (``time.perf_counter`` around ``subprocess.run``), so it
     includes interpreter start-up, imports, cache loading or compilation, the
@@ -433,7 +434,7 @@ def run_process(case, impl):
         p for p in (_fastbp_path(), env.get("PYTHONPATH")) if p
     )
     cmd = [sys.executable, _PROCESS_SCRIPT, impl, str(case.n_epochs), str(THREADS)]
-    cmd += list(case.stages)
+    cmd += [case.job, *case.stages]
     with tempfile.TemporaryDirectory(prefix="fastbp-cold-cache-") as cache_dir:
         if case.cold and impl == "fastbp":
             env["NUMBA_CACHE_DIR"] = cache_dir
@@ -463,12 +464,11 @@ class ProcessResult:
 def measure_process_case(case, impls, repeats=3, progress=None):
     """Time whole processes of ``impls``, interleaved, best of ``repeats``.
 
-    A warm case first runs each implementation once untimed, which also fills
-    fastbp's JIT cache if it was empty.  Returns impl -> :class:`ProcessResult`.
+    A warm case first runs fastbp once untimed, which fills its JIT cache if
+    it was empty.  Returns impl -> :class:`ProcessResult`.
     """
-    if not case.cold:
-        for impl in impls:
-            run_process(case, impl)
+    if not case.cold and "fastbp" in impls:
+        run_process(case, "fastbp")
     runs = {impl: [] for impl in impls}
     for _ in range(repeats):
         for impl in impls:

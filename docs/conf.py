@@ -6,6 +6,10 @@ Build (as CI does, warnings are errors)::
 
 No network is needed: intersphinx is off, so references to scikit-learn and
 numpy objects are plain text (see ``nitpick_ignore_regex``).
+
+The build runs the example gallery (``examples/*.py``, sphinx-gallery) and
+writes its pages to ``auto_examples/``; an example that raises fails the
+build.  ``python -m sphinx -D plot_gallery=0 ...`` skips running them.
 """
 
 import os
@@ -25,11 +29,14 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "numpydoc",
+    "sphinx_gallery.gen_gallery",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "scripts", "Thumbs.db", ".DS_Store"]
+# ``examples`` holds the gallery's sources (read by sphinx-gallery, not as
+# pages); ``auto_examples`` is generated from them.
+exclude_patterns = ["_build", "scripts", "examples", "Thumbs.db", ".DS_Store"]
 
 # -- MyST -------------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
@@ -51,6 +58,19 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(sklearn|numpy|np|scipy|matplotlib|pandas)(\..*)?"),
     (r"py:.*", r"(ndarray|array-like|sparse matrix|callable|optional)"),
 ]
+
+# -- Example gallery (sphinx-gallery) ---------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    # Every example runs: a file that does not match would only be shown.
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "show_memory": False,
+    "reset_modules": ("matplotlib",),
+    "matplotlib_animations": False,
+}
 
 # -- HTML -------------------------------------------------------------------
 html_theme = "furo"

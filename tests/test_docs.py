@@ -4,6 +4,10 @@
   page in order in one namespace (other fences, e.g. ```bash or ```text, are
   for what cannot run here).
 * Every example in the public docstrings runs as a doctest.
+* Every example of the gallery (``docs/examples/plot_*.py``) is run by the
+  docs build (sphinx-gallery; CI builds with warnings as errors, and a failing
+  example fails the build); here it is only checked that each one will run
+  and is linked.
 * The formulas of ``docs/backprop.md`` are checked against the kernels: the
   activation table and the loss table are parsed from the page, their numpy
   expressions evaluated, and compared with the compiled forward, derivative
@@ -87,6 +91,47 @@ def test_page_code_blocks_run(page, tmp_path, monkeypatch):
                 exec(code, namespace)
     finally:
         plt.close("all")
+
+
+# --------------------------------------------------------------------------- #
+# (a') The example gallery
+# --------------------------------------------------------------------------- #
+EXAMPLES = sorted((DOCS / "examples").glob("*.py"))
+
+
+def _sphinx_conf():
+    namespace = {"__file__": str(DOCS / "conf.py")}
+    exec(
+        compile((DOCS / "conf.py").read_text(encoding="utf-8"), "conf.py", "exec"),
+        namespace,
+    )
+    return namespace
+
+
+def test_gallery_runs_every_example():
+    conf = _sphinx_conf()
+    assert "sphinx_gallery.gen_gallery" in conf["extensions"]
+    gallery = conf["sphinx_gallery_conf"]
+    assert gallery["examples_dirs"] == "examples"
+    assert gallery.get("plot_gallery", True) in (True, "True")
+    assert not gallery.get("only_warn_on_example_error", False)
+    assert len(EXAMPLES) >= 6
+    pattern = re.compile(gallery["filename_pattern"])
+    for example in EXAMPLES:
+        # sphinx-gallery runs a file when the pattern matches its path.
+        assert pattern.search(str(example)), f"{example.name} would not be run"
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    assert "auto_examples/index" in index
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_gallery_example_is_well_formed(example):
+    """A title in the docstring, valid Python, and no pyplot window of its own."""
+    source = example.read_text(encoding="utf-8")
+    compile(source, example.name, "exec")
+    docstring = source.split('"""')[1].strip().splitlines()
+    assert docstring[0].startswith("=") and docstring[2].startswith("=")
+    assert "plt.show()" not in source  # sphinx-gallery collects the figures
 
 
 # --------------------------------------------------------------------------- #

@@ -29,6 +29,7 @@ Two weaknesses of numba's on-disk cache are closed here (:func:`_harden_cache`):
   under an inter-process file lock, re-reading the index inside it.
 """
 
+import copy
 import hashlib
 import importlib
 import os
@@ -45,6 +46,7 @@ from numba.core import types as _numba_types
 from numba.core.caching import IndexDataCacheFile
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.errors import NumbaPerformanceWarning
+from numba.core.funcdesc import default_mangler as _numba_mangler
 
 from ._blas_pools import kernel_blas
 
@@ -391,16 +393,33 @@ def compile_report(verbose):
                 )
 
 
+def _call_name(dispatcher, argtypes):
+    """The symbol callers use for ``dispatcher`` compiled for ``argtypes``.
+
+    numba's own symbol for a compiled function carries a per-process counter,
+    so a callee compiled again in another process (two processes filling an
+    empty cache at once, e.g. joblib workers) gets another name than the one
+    a cached caller was linked against: loading that caller then aborts the
+    process ("LLVM ERROR: Symbol not found").  Callers therefore call a name
+    that depends only on the function and its argument types, and every
+    process binds it to whichever compiled callee it has.
+    """
+    func = dispatcher.py_func
+    name = f"fastbp_call.{func.__module__}.{func.__qualname__}"
+    return _numba_mangler(name, argtypes)
+
+
 def _register(dispatcher, argtypes):
     """Compile (or load from the cache) ``dispatcher`` for ``argtypes``.
 
-    Its entry point is then made known to LLVM's linker by its symbol name, so
-    that callers compiled before, or loaded from the cache, resolve it.
+    Its entry point is then made known to LLVM's linker under
+    :func:`_call_name`, so that callers compiled before, or loaded from the
+    cache (by any process), resolve it.
     """
     dispatcher.compile(argtypes)
     cres = dispatcher.overloads[argtypes]
-    name = cres.fndesc.mangled_name
-    _llvm.add_symbol(name, cres.library.get_pointer_to_function(name))
+    address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+    _llvm.add_symbol(_call_name(dispatcher, argtypes), address)
     return cres
 
 
@@ -441,9 +460,12 @@ def _call_separately(typingctx, callee, args):
             context.cast(builder, builder.extract_value(llargs[1], i), t, u)
             for i, (t, u) in enumerate(zip(args, argtypes, strict=True))
         ]
-        # Declares the callee and calls it (exceptions propagate as for any
-        # call), without linking the callee's code into this kernel.
-        return context.call_internal(builder, cres.fndesc, cres.signature, values)
+        # Declares the callee under its process-independent name and calls it
+        # (exceptions propagate as for any call), without linking the callee's
+        # code into this kernel.
+        fndesc = copy.copy(cres.fndesc)
+        fndesc.mangled_name = _call_name(callee.dispatcher, argtypes)
+        return context.call_internal(builder, fndesc, cres.signature, values)
 
     return return_type(callee, args), codegen
 

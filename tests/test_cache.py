@@ -261,3 +261,55 @@ def test_warm_cache_rejects_bad_arguments():
         fastbp.warm_cache(dtypes=["int64"])
     with pytest.raises(TypeError, match="sparse must be a bool"):
         fastbp.warm_cache(sparse="yes")
+
+
+_FIT_AND_REPORT = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import fastbp
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 5))
+    y = (X[:, 0] > 0).astype(int)
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2,
+                                       random_state=0).fit(X, y)
+        return [c.tolist() for c in clf.coefs_]
+    """
+)
+
+_RECOMPILE_CALLEES = _FIT_AND_REPORT + textwrap.dedent(
+    """
+    import itertools
+    from numba.core.bytecode import FunctionIdentity
+    from fastbp import _backprop, _update
+
+    fit()  # everything loads from the cache
+    # Another process compiles the callees again and saves them over the
+    # entries the cached callers were linked against: its numba numbers its
+    # functions differently (as any process that compiled other code first).
+    FunctionIdentity._unique_ids = itertools.count(10**6)
+    for callee in (_backprop.batch_gradients, _update.finish_and_step):
+        callee._cache.load_overload = lambda sig, target_context: None
+        for sig in list(callee.overloads):
+            del callee.overloads[sig]
+            callee.compile(sig)
+    print(json.dumps({"coefs": fit()}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_cached_callers_survive_callees_compiled_again_by_another_process(tmp_path):
+    # Before callers called callees by a process-independent name, the third
+    # process aborted ("LLVM ERROR: Symbol not found") loading a cached caller.
+    fill = _FIT_AND_REPORT + "print(json.dumps({'coefs': fit()}))"
+    first = _run_with_cache(fill, tmp_path, tmp_path)
+    second = _run_with_cache(_RECOMPILE_CALLEES, tmp_path, tmp_path)
+    third = _run_with_cache(fill, tmp_path, tmp_path)
+    assert first["coefs"] == second["coefs"] == third["coefs"]

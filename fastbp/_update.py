@@ -115,7 +115,9 @@ def _update_block(
             lr, mu, nesterov = sgd_hyper(opt.hyper)
             for k in range(m):
                 w[k], s1[k] = sgd_entry(w[k], s1[k], scale * g[k], lr, mu, nesterov)
-    elif opt.solver == ADAM:  # FINISH_AND_STEP: each entry read and written once
+    elif opt.solver == ADAM:
+        # FINISH_AND_STEP: each entry read and written once; the finished
+        # gradient is not stored (``grad`` is scratch here): one stream less.
         s2 = opt.state_2[lo:hi]
         lr_t, b1, b2, eps = adam_hyper(opt.hyper)
         for k in range(m):
@@ -123,7 +125,6 @@ def _update_block(
             gk = (raw[k] + a * wk) * inv_sw
             sq_w += wk * wk
             sq_g += gk * gk
-            g[k] = gk
             w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
     else:
         lr, mu, nesterov = sgd_hyper(opt.hyper)
@@ -132,7 +133,6 @@ def _update_block(
             gk = (raw[k] + a * wk) * inv_sw
             sq_w += wk * wk
             sq_g += gk * gk
-            g[k] = gk
             w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
     blocks.partial[b, 0] = sq_w if blocks.is_coef[b] else 0.0
     blocks.partial[b, 1] = sq_g

@@ -108,6 +108,16 @@ def _sphinx_conf():
     return namespace
 
 
+def test_every_page_is_in_the_index():
+    """Each page is reachable from the index's table of contents."""
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    toctree = index.split("```{toctree}", 1)[1].split("```", 1)[0]
+    entries = {line.strip() for line in toctree.splitlines()}
+    for page in PAGES:
+        if page.name != "index.md":
+            assert page.stem in entries, f"{page.name} is not in index.md's toctree"
+
+
 def test_gallery_runs_every_example():
     conf = _sphinx_conf()
     assert "sphinx_gallery.gen_gallery" in conf["extensions"]

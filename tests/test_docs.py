@@ -76,9 +76,15 @@ def test_no_python_block_escapes_the_tests(page):
         )
 
 
+#: Pages whose examples need an optional module (skipped without it).
+PAGE_REQUIRES = {"callbacks.md": ["sklearn.callback", "rich"]}
+
+
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: p.name)
 def test_page_code_blocks_run(page, tmp_path, monkeypatch):
     """Run a page's ```python blocks in order, sharing one namespace."""
+    for module in PAGE_REQUIRES.get(page.name, []):
+        pytest.importorskip(module)
     monkeypatch.chdir(tmp_path)  # examples may write files (models, plots)
     namespace = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     blocks = [body for lang, body in _fences(page) if lang == "python"]

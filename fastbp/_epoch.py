@@ -8,8 +8,9 @@ and steps in one block-wise pass (:func:`fastbp._update.finish_and_step`; two
 passes when clipping).  Nothing per batch returns to the interpreter; stopping
 rules, verbose output, callbacks and Ctrl-C act between calls.
 
-A non-finite batch loss stops the epoch at once, before that batch's update,
-and is reported through the returned status.
+A non-finite batch loss is reported through the returned status; the epoch
+still runs to its end, as scikit-learn's does (with early stopping, training
+goes on after a divergence and the best weights are restored).
 """
 
 import math
@@ -91,9 +92,10 @@ def run_epoch(
     loss_sum : float
         ``sum over batches of batch_loss * batch_length``.
     n_batches : int
-        Number of batches whose update was applied.
+        Number of batches.
     status : int
-        :data:`OK` or :data:`NON_FINITE_LOSS`.
+        :data:`OK`, or :data:`NON_FINITE_LOSS` if any batch loss was not
+        finite.
     adam_t : int
         Adam's update counter after the epoch.
 
@@ -104,6 +106,7 @@ def run_epoch(
     clip = max_grad_norm > 0.0
     loss_sum = 0.0
     n_batches = 0
+    status = OK
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
@@ -118,7 +121,7 @@ def run_epoch(
             (data, net, params, rows, work, batch_n_chunks, parallel_chunks),
         )
         if not math.isfinite(data_loss):
-            return loss_sum, n_batches, NON_FINITE_LOSS, adam_t
+            status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)
         sq_w, sq_g = call_separately(
             finish_and_step,
@@ -165,4 +168,4 @@ def run_epoch(
         for l in range(layer_sq.shape[0]):
             layer_grad_norms[l] += math.sqrt(layer_sq[l])
         n_batches += 1
-    return loss_sum, n_batches, OK, adam_t
+    return loss_sum, n_batches, status, adam_t

@@ -22,9 +22,21 @@ poisson            exp                 ``sum_k y_k log(y_k) - y_k z_k - y_k + e^
 (``sp`` is softplus; ``y log y`` is 0 at ``y = 0``; the last row is half the
 Poisson deviance, as in scikit-learn.)  The data loss of a batch is the
 ``sample_weight``-weighted mean of the per-sample values.
+
+The value scikit-learn *reports* differs in two places: squared error is
+averaged over the outputs (``0.5 * mean_k``), and the log-losses are taken of
+probabilities clipped to ``[eps, 1 - eps]`` of the dtype (``LOSS_FUNCTIONS``
+in ``sklearn/neural_network/_base.py``).  Its stopping rule, adaptive learning
+rate and L-BFGS line search decide on that value, so the estimators train with
+the reported variant ``code + REPORTED`` of each loss: the same prediction and
+the same delta ``y_hat - y`` (scikit-learn's gradient), with scikit-learn's
+value.  ``loss_and_gradients`` uses the plain codes, whose value is the
+function the delta is the gradient of.
 """
 
 import math
+
+import numpy as np
 
 from ._jit import jit
 
@@ -32,6 +44,8 @@ SQUARED_ERROR = 0
 LOG_LOSS = 1
 BINARY_LOG_LOSS = 2
 POISSON = 3
+#: Added to a loss code: the value scikit-learn reports (same y_hat and delta).
+REPORTED = 4
 
 #: Public name -> kernel code.
 LOSSES = {
@@ -56,12 +70,23 @@ def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
+@jit(from_python=False)
+def _clip_probability(p, eps):
+    """``p`` clipped to ``[eps, 1 - eps]`` as ``np.clip`` does (NaN stays NaN)."""
+    if p < eps:
+        return eps
+    if p > 1.0 - eps:
+        return 1.0 - eps
+    return p
+
+
 @jit()
 def output_activation(loss_code, z, n_out):
     """Turn output pre-activations into predictions ``y_hat``, in place.
 
     ``z`` is a flat row-major block of rows of ``n_out`` outputs.
     """
+    loss_code = loss_code % REPORTED
     if loss_code == LOG_LOSS:
         for r in range(0, z.shape[0], n_out):
             row = z[r : r + n_out]
@@ -92,7 +117,8 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
     Parameters
     ----------
     loss_code : int
-        One of the codes in :data:`LOSSES`.
+        One of the codes in :data:`LOSSES`, plus :data:`REPORTED` for the
+        value scikit-learn reports.
     z : ndarray of shape (n_rows * n_outputs,)
         Output pre-activations, row-major; overwritten with the predictions
         ``y_hat``.
@@ -113,6 +139,9 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
         ``sum_i sample_weight_i * loss_i`` over the chunk.
 
     """
+    reported = loss_code >= REPORTED
+    loss_code = loss_code % REPORTED
+    eps = np.finfo(z.dtype).eps
     loss_sum = 0.0
     for i in range(rows.shape[0]):
         r = rows[i]
@@ -126,7 +155,7 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
                 d = zi[j] - yi[j]
                 loss_i += d * d
                 di[j] = w * d
-            loss_i *= 0.5
+            loss_i *= 0.5 / n_out if reported else 0.5
         elif loss_code == LOG_LOSS:
             zmax = zi[0]
             for j in range(1, n_out):
@@ -137,7 +166,10 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
             lse = zmax + math.log(total)
             for j in range(n_out):
                 y = yi[j]
-                if y != 0.0:
+                if y != 0.0 and reported:
+                    p = _clip_probability(math.exp(zi[j] - zmax) / total, eps)
+                    loss_i -= y * math.log(p)
+                elif y != 0.0:
                     loss_i -= y * (zi[j] - lse)
                 p = math.exp(zi[j] - lse)
                 zi[j] = p
@@ -146,9 +178,16 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
             for j in range(n_out):
                 v = zi[j]
                 y = yi[j]
-                # -log(p) = sp(-v), -log(1 - p) = sp(v)
-                loss_i += y * _softplus(-v) + (1.0 - y) * _softplus(v)
                 p = 1.0 / (1.0 + math.exp(-v))
+                if reported:
+                    q = _clip_probability(p, eps)
+                    if y != 0.0:
+                        loss_i -= y * math.log(q)
+                    if y != 1.0:
+                        loss_i -= (1.0 - y) * math.log(1.0 - q)
+                else:
+                    # -log(p) = sp(-v), -log(1 - p) = sp(v)
+                    loss_i += y * _softplus(-v) + (1.0 - y) * _softplus(v)
                 zi[j] = p
                 di[j] = w * (p - y)
         else:  # POISSON
@@ -156,9 +195,14 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
                 v = zi[j]
                 y = yi[j]
                 mu = math.exp(v)
-                if y > 0.0:
-                    loss_i += y * math.log(y)
-                loss_i += mu - y * v - y
+                if reported:  # scikit-learn's xlogy(y, y / mu) - y + mu
+                    if y != 0.0:
+                        loss_i += y * math.log(y / mu)
+                    loss_i += mu - y
+                else:
+                    if y > 0.0:
+                        loss_i += y * math.log(y)
+                    loss_i += mu - y * v - y
                 zi[j] = mu
                 di[j] = w * (mu - y)
         loss_sum += w * loss_i

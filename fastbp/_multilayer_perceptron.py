@@ -9,6 +9,8 @@ same model.
 """
 
 import warnings
+from collections import namedtuple
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import (
@@ -35,16 +37,17 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _epoch, _full_batch, _optimizers
+from . import _full_batch
 from ._activations import activation_codes
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
 from ._jit import compile_report, kernel_threads
-from ._losses import LOSSES, OUTPUT_ACTIVATION
+from ._losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
 from ._network import Network, kernel_input
-from ._optimizers import STOCHASTIC_SOLVERS, LearningRateSchedule
+from ._optimizers import STOCHASTIC_SOLVERS, OptimizerState
 from ._params import ParamLayout, glorot_uniform
 from ._update import Optimizer
 from ._validation import (
+    FULL_BATCH_SOLVERS,
     PARAMETER_CONSTRAINTS,
     check_class_weight,
     check_hidden_layer_sizes,
@@ -57,25 +60,57 @@ from ._validation import (
 
 _LOSS_OF_OUTPUT = {act: loss for loss, act in OUTPUT_ACTIVATION.items()}
 
+#: scikit-learn's message when training ends with non-finite weights (code
+#: matches on it); fastbp's own advice follows it where it has some.
+NON_FINITE_WEIGHTS = (
+    "Solver produced non-finite parameter weights. The input data may"
+    " contain large values and need to be preprocessed."
+)
 
-class _OptimizerState:
-    """What a stochastic solver carries between epochs and partial_fit calls.
 
-    Arrays and plain values only: velocities (SGD) or moments (Adam), Adam's
-    update counter, and the learning-rate schedule.
+def _diverged_message(epoch, last_update=False):
+    what = (
+        "the last update made the network's outputs non-finite"
+        if last_update
+        else "the weights became non-finite"
+    )
+    return (
+        f"{NON_FINITE_WEIGHTS} Training diverged in epoch {epoch}: {what} (NaN "
+        "or inf). Lower learning_rate_init, scale the input (e.g. "
+        "StandardScaler), or set max_grad_norm to clip the gradients."
+    )
+
+
+@contextmanager
+def _restored_on_failure(estimator):
+    """Leave ``estimator`` exactly as it was if the block raises.
+
+    A fit replaces every array and list it changes, never mutates one in
+    place, so a shallow copy of the attributes is a complete snapshot.
     """
+    snapshot = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(snapshot)
+        raise
 
-    def __init__(self, solver, n_params, dtype, schedule):
-        self.solver = solver
-        self.state_1 = np.zeros(n_params, dtype=dtype)
-        self.state_2 = np.zeros(n_params if solver == "adam" else 0, dtype=dtype)
-        self.t = 0
-        self.schedule = schedule
 
-    @property
-    def learning_rate(self):
-        """Current base learning rate."""
-        return self.schedule.learning_rate
+#: What the epochs of a stochastic call train on: the training rows (``X`` as
+#: validated, ``Xk``, ``Y``, ``sample_weight`` as the kernels take them), the
+#: batch size, and the validation set of early stopping (else None).
+_StochasticData = namedtuple(
+    "_StochasticData",
+    ["X", "Xk", "Y", "sample_weight", "batch_size", "X_val", "y_val", "sw_val"],
+)
+
+
+def _append_rows(history, rows):
+    """``gradient_norms_`` with ``rows`` appended (a new array)."""
+    if history is None or history.shape[1] != rows[0].shape[0]:
+        return np.vstack(rows)
+    return np.vstack([history, *rows])
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
@@ -148,11 +183,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     def _hidden_activations(self, n_hidden):
         return resolve_activations(self.activation, n_hidden)
 
-    def _network(self, layer_units):
+    def _network(self, layer_units, reported=False):
+        """The kernels' view of the network; ``reported``: scikit-learn's loss value.
+
+        Training uses the value scikit-learn reports (``loss_curve_``, the
+        stopping rules and L-BFGS decide on it); ``loss_and_gradients`` the
+        objective whose gradient the kernels compute.
+        """
         layout = ParamLayout(layer_units)
         names = self._hidden_activations(len(layer_units) - 2)
-        loss = _LOSS_OF_OUTPUT[self.out_activation_]
-        return Network(layout, activation_codes(names), LOSSES[loss])
+        code = LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]]
+        return Network(layout, activation_codes(names), code + REPORTED * reported)
 
     def _fitted_network(self):
         layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
@@ -172,23 +213,43 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         return per_hidden + [per_hidden[-1] if per_hidden else 6.0]
 
     # ------------------------------------------------------------------ #
-    # Fitting
+    # Fitting: validate, initialise or continue, train, commit.
     # ------------------------------------------------------------------ #
-    def _fit(self, X, y, sample_weight=None, incremental=False):
-        # A failed call must leave a fitted model exactly as it was: snapshot
-        # the attributes (every array below is replaced, never mutated).
-        # Callbacks are set up first: the snapshot keeps their context, so
-        # scikit-learn's _fit_context tears them down even after a failure.
-        init_fit_context(self, incremental)
-        snapshot = dict(self.__dict__)
-        try:
-            return self._fit_unsafe(X, y, sample_weight, incremental)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
 
-    def _fit_unsafe(self, X, y, sample_weight, incremental):
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels or a label-indicator matrix in
+            classification, real numbers in regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : object
+            Returns a trained MLP model.
+
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        # Callbacks are set up before the snapshot: a failed call restores it,
+        # and scikit-learn's _fit_context still tears them down.
+        init_fit_context(self, incremental)
+        with _restored_on_failure(self):
+            if incremental:
+                self._start_partial_fit(y, classes)
+            return self._train(X, y, sample_weight, incremental)
+
+    def _start_partial_fit(self, y, classes):
+        """Set up what the first ``partial_fit`` call needs (classifier: labels)."""
+
+    def _train(self, X, y, sample_weight, incremental):
         if incremental:
             # scikit-learn's _fit_context skips parameter validation in
             # partial_fit once fitted, but set_params may have changed them.
@@ -211,38 +272,38 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         )
         if self.loss == "poisson":
             check_poisson_target(y)
-
         y = self._encode_target(y)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
-        n_outputs = y.shape[1]
-        layer_units = [X.shape[1], *hidden_layer_sizes, n_outputs]
+        layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             params = self._initialize(y, layer_units, names, dtype)
         else:
+            # Continue from coefs_/intercepts_ as they are now (also when set
+            # by hand).
             check_layer_shapes(self.coefs_, self.intercepts_, layer_units)
             params = ParamLayout(layer_units).pack(self.coefs_, self.intercepts_, dtype)
-        self.n_outputs_ = n_outputs
-        network = self._network(layer_units)
+        self.n_outputs_ = y.shape[1]
+        # Trained with the loss value scikit-learn reports and decides on.
+        network = self._network(layer_units, reported=True)
 
         hooks.fit_begin()
         with compile_report(self.verbose), kernel_threads(self.n_jobs):
-            if self.solver in STOCHASTIC_SOLVERS:
-                params = self._fit_stochastic(
-                    X, y, sample_weight, params, network, incremental, hooks
-                )
-            else:
+            if self.solver in FULL_BATCH_SOLVERS:
                 params = self._fit_full_batch(
                     X, y, sample_weight, params, network, hooks
                 )
+            else:
+                data = self._prepare_stochastic(X, y, sample_weight, params, hooks)
+                self._optimizer = self._optimizer_state(params, incremental)
+                params = self._run_epochs(
+                    data, params, network, first_pass, incremental, hooks
+                )
 
         if not np.all(np.isfinite(params)):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
+            raise ValueError(NON_FINITE_WEIGHTS)
         self.coefs_, self.intercepts_ = network.layout.unpack(params)
         hooks.fit_end()
         return self
@@ -276,62 +337,60 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 self.best_validation_score_ = None
         return params
 
-    def _fit_stochastic(self, X, y, sample_weight, params, network, incremental, hooks):
-        layout = network.layout
-        if not incremental or not hasattr(self, "_optimizer"):
-            schedule = LearningRateSchedule(
-                self.learning_rate_init, self.learning_rate, self.power_t, self.solver
-            )
-            self._optimizer = _OptimizerState(
-                self.solver, layout.n_params, params.dtype, schedule
-            )
-        else:
-            # Continue from the previous call on copies: a failure must not
-            # leave half-updated optimizer state behind.
-            old = self._optimizer
-            self._optimizer = _OptimizerState(old.solver, 0, params.dtype, old.schedule)
-            self._optimizer.state_1 = old.state_1.astype(params.dtype, copy=True)
-            self._optimizer.state_2 = old.state_2.astype(params.dtype, copy=True)
-            self._optimizer.t = old.t
-            self._optimizer.schedule = _copy_schedule(old.schedule)
-        opt = self._optimizer
-        self.loss_curve_ = list(self.loss_curve_)
-        if self.validation_scores_ is not None:
-            self.validation_scores_ = list(self.validation_scores_)
+    def _optimizer_state(self, params, incremental):
+        """The optimizer of this call: new for fit, continued by partial_fit.
 
-        early_stopping = self.early_stopping
-        if early_stopping:
+        ``partial_fit`` continues the previous call's state (on a copy), or
+        creates one from the current weights where there is none that fits
+        them (e.g. after ``coefs_`` was set by hand).
+        """
+        old = getattr(self, "_optimizer", None)
+        if incremental and old is not None and old.fits(params.shape[0]):
+            return old.copy(params.dtype)
+        return OptimizerState(
+            self.solver,
+            params.shape[0],
+            params.dtype,
+            learning_rate_init=self.learning_rate_init,
+            learning_rate=self.learning_rate,
+            power_t=self.power_t,
+            momentum=self.momentum,
+            nesterovs_momentum=self.nesterovs_momentum,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+        )
+
+    def _prepare_stochastic(self, X, y, sample_weight, params, hooks):
+        """Split off the validation set and choose the batch size."""
+        dtype = params.dtype
+        X_val = y_val = sw_val = None
+        if self.early_stopping:
             # Don't stratify in multilabel classification (as scikit-learn).
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
-            stratify = self._stratify_target(y) if should_stratify else None
             # The row indices ride along for the callbacks; extra arrays do
             # not change the split.
-            split = train_test_split(
+            X, X_val, y, y_val, sample_weight, sw_val, rows, _ = train_test_split(
                 X,
                 y,
                 sample_weight,
                 np.arange(X.shape[0]),
                 random_state=self._random_state,
                 test_size=self.validation_fraction,
-                stratify=stratify,
+                stratify=self._stratify_target(y) if should_stratify else None,
             )
-            X_train, X_val, y_train, y_val, sw_train, sw_val, rows_train, _ = split
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' "
                     "or the size of your dataset."
                 )
-            hooks.restrict_to_rows(rows_train)
+            hooks.restrict_to_rows(rows)
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
             if self._unit_weights:
                 sw_val = None
-        else:
-            X_train, y_train, sw_train = X, y, sample_weight
-            X_val = y_val = sw_val = None
 
-        n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=np.int64)
+        n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -341,23 +400,38 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     "sample size. It is going to be clipped"
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        return _StochasticData(
+            X,
+            kernel_input(X, dtype),
+            np.ascontiguousarray(y, dtype=dtype),
+            np.ascontiguousarray(sample_weight, dtype=dtype),
+            batch_size,
+            X_val,
+            y_val,
+            sw_val,
+        )
 
-        Xk = kernel_input(X_train, params.dtype)
-        Y = np.ascontiguousarray(y_train, dtype=params.dtype)
-        sw = np.ascontiguousarray(sw_train, dtype=params.dtype)
+    def _run_epochs(self, data, params, network, first_pass, incremental, hooks):
+        """scikit-learn's epoch loop, one compiled call per epoch."""
+        layout, opt = network.layout, self._optimizer
+        n_samples = data.X.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.int64)
         grad = np.empty_like(params)
         norms = np.empty(layout.n_layers, dtype=np.float64)
         epoch_norms = []
-        best_params = params.copy() if early_stopping else None
-        solver_code = np.int64(STOCHASTIC_SOLVERS[self.solver])
-        max_grad_norm = (
-            -1.0 if self.max_grad_norm is None else float(self.max_grad_norm)
-        )
-        n_iter = 0
+        self.loss_curve_ = list(self.loss_curve_)
+        if self.early_stopping:
+            self.validation_scores_ = list(self.validation_scores_)
+        # scikit-learn's _best_coefs: the initial weights of a first fit; on a
+        # warm start, the previous call's restored weights are updated in
+        # place with the new ones (they are the same arrays), so the weights
+        # being trained until a better validation score is found.
+        best_params = params.copy() if first_pass else params
+        self.n_iter_ = 0  # every call counts its own epochs (t_ goes on)
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    # Shuffle the indices, not X, exactly as scikit-learn does.
+                    # Shuffle the indices, not X, exactly as scikit-learn does
                     # (sklearn.utils.shuffle's draw, without its validation).
                     perm = np.arange(n_samples)
                     self._random_state.shuffle(perm)
@@ -365,120 +439,81 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 hooks.step_begin("epoch", params, layout)
                 # The learning rate may change between epochs (schedules).
                 kernel_opt = Optimizer(
-                    solver_code, self._optimizer_hyper(opt), opt.state_1, opt.state_2
+                    np.int64(opt.code), opt.kernel_hyper(), opt.state_1, opt.state_2
                 )
-                loss_sum, n_batches, status, adam_t = network.run_epoch(
-                    Xk,
-                    Y,
-                    sw,
-                    sample_idx,
-                    batch_size,
-                    params,
-                    kernel_opt,
-                    opt.t,
-                    self.alpha,
-                    max_grad_norm,
-                    grad,
-                    norms,
-                )
-                opt.t = adam_t
-                if status != _epoch.OK or not np.all(np.isfinite(params)):
-                    raise ValueError(
-                        f"Training diverged in epoch {self.n_iter_ + 1}: the loss or "
-                        "the weights became non-finite (NaN or inf). Lower "
-                        "learning_rate_init, scale the input (e.g. StandardScaler), "
-                        "or set max_grad_norm to clip the gradients."
-                    )
+                loss_sum, n_batches, _, opt.t = network.run_epoch(
+                    data.Xk, data.Y, data.sample_weight, sample_idx,
+                    data.batch_size, params, kernel_opt, opt.t, self.alpha,
+                    -1.0 if self.max_grad_norm is None else self.max_grad_norm,
+                    grad, norms,
+                )  # fmt: skip
+                if not (self.early_stopping or np.all(np.isfinite(params))):
+                    # Non-finite weights stay so: scikit-learn would train on
+                    # to max_iter, then raise.  (A non-finite loss alone, as
+                    # there, is recorded and training goes on.)
+                    raise ValueError(_diverged_message(self.n_iter_ + 1))
                 epoch_norms.append(norms / max(n_batches, 1))
-                n_iter += 1
-                self.n_iter_ += 1
-                self.loss_ = loss_sum / n_samples
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-
-                improved = self._update_no_improvement_count(
-                    early_stopping, X_val, y_val, sw_val, network, params
-                )
-                if early_stopping and improved:
+                if self._end_epoch(loss_sum / n_samples, n_samples, data, network,
+                                   params, hooks):  # fmt: skip
                     best_params = params.copy()
-                opt.schedule.iteration_ends(self.t_)
-                if hooks.step_end(params, layout):
-                    break  # a callback asked to stop
-
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = (
-                            "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs."
-                            % (self.tol, self.n_iter_no_change)
-                        )
-                    else:
-                        msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs."
-                            % (self.tol, self.n_iter_no_change)
-                        )
-                    if opt.schedule.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
-
-                if incremental:
+                if self._stop_after_epoch(incremental, hooks, params, layout):
                     break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) "
-                        "reached and the optimization hasn't converged yet."
-                        % self.max_iter,
-                        ConvergenceWarning,
-                    )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if epoch_norms:
-            self.gradient_norms_ = np.vstack([self.gradient_norms_, *epoch_norms])
-        if early_stopping:
-            params = best_params
-        elif n_iter:
-            self._check_last_step(X_train, sample_idx, network, params)
+            self.gradient_norms_ = _append_rows(
+                getattr(self, "gradient_norms_", None), epoch_norms
+            )
+        if self.early_stopping:
+            return best_params  # restore the best weights
+        if self.n_iter_:
+            self._check_last_step(data.X, sample_idx, network, params)
         return params
 
-    def _check_last_step(self, X, sample_idx, network, params):
-        """Catch a last update that left finite weights with non-finite outputs.
+    def _end_epoch(self, loss, n_samples, data, network, params, hooks):
+        """Record an epoch as scikit-learn does; True on a new best score."""
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += n_samples
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+        improved = self._update_no_improvement_count(data, network, params)
+        self._optimizer.schedule.iteration_ends(self.t_)
+        return improved
 
-        The epoch kernel sees each batch's loss before its update, so a blow-up
-        in the very last step would go unnoticed; a forward pass over a few rows
-        of the last batch (cheap) catches it.
-        """
-        rows = np.sort(sample_idx[-64:])
-        y_pred = self._predict_params(X[rows], network, params)
-        # Weights whose squared norm overflows have no finite objective either
-        # (the L2 term), even where these rows' outputs saturate.
-        with np.errstate(over="ignore", invalid="ignore"):
-            squared_norm = params @ params
-        if not (np.all(np.isfinite(y_pred)) and np.isfinite(squared_norm)):
-            raise ValueError(
-                f"Training diverged in epoch {self.n_iter_}: the last update made "
-                "the network's outputs non-finite (NaN or inf). Lower "
-                "learning_rate_init, scale the input (e.g. StandardScaler), or "
-                "set max_grad_norm to clip the gradients."
+    def _stop_after_epoch(self, incremental, hooks, params, layout):
+        """scikit-learn's stopping rule (and the callbacks' say)."""
+        if hooks.step_end(params, layout):
+            return True  # a callback asked to stop
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+                what,
+                self.tol,
+                self.n_iter_no_change,
             )
+            if self._optimizer.schedule.trigger_stopping(msg, self.verbose):
+                return True
+            self._no_improvement_count = 0
+        if incremental:
+            return True
+        if self.n_iter_ == self.max_iter:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) "
+                "reached and the optimization hasn't converged yet." % self.max_iter,
+                ConvergenceWarning,
+            )
+        return False
 
-    def _optimizer_hyper(self, opt):
-        """The optimizer's hyperparameters, in the layout the epoch kernel reads."""
-        hyper = np.zeros(_optimizers.N_HYPER)
-        hyper[_optimizers.LEARNING_RATE] = opt.learning_rate
-        hyper[_optimizers.MOMENTUM] = self.momentum
-        hyper[_optimizers.NESTEROV] = float(bool(self.nesterovs_momentum))
-        hyper[_optimizers.BETA_1] = self.beta_1
-        hyper[_optimizers.BETA_2] = self.beta_2
-        hyper[_optimizers.EPSILON] = self.epsilon
-        return hyper
-
-    def _update_no_improvement_count(self, early_stopping, X, y, sw, network, params):
+    def _update_no_improvement_count(self, data, network, params):
         """scikit-learn's stopping bookkeeping; returns True on a new best score."""
-        if early_stopping:
-            val_score = self._score_params(X, y, sw, network, params)
+        if self.early_stopping:
+            # The score can be NaN (diverged weights): then the count is reset
+            # and training goes on, as in scikit-learn.
+            val_score = self._score_params(
+                data.X_val, data.y_val, data.sw_val, network, params
+            )
             self.validation_scores_.append(val_score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -498,6 +533,22 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         if self.loss_curve_[-1] < self.best_loss_:
             self.best_loss_ = self.loss_curve_[-1]
         return False
+
+    def _check_last_step(self, X, sample_idx, network, params):
+        """Catch a last update that left finite weights with non-finite outputs.
+
+        The epoch kernel sees each batch's loss before its update, so a blow-up
+        in the very last step would go unnoticed; a forward pass over a few rows
+        of the last batch (cheap) catches it.
+        """
+        rows = np.sort(sample_idx[-64:])
+        y_pred = self._predict_params(X[rows], network, params)
+        # Weights whose squared norm overflows have no finite objective either
+        # (the L2 term), even where these rows' outputs saturate.
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared_norm = params @ params
+        if not (np.all(np.isfinite(y_pred)) and np.isfinite(squared_norm)):
+            raise ValueError(_diverged_message(self.n_iter_, last_update=True))
 
     def _fit_full_batch(self, X, y, sample_weight, params, network, hooks):
         Xk = kernel_input(X, params.dtype)
@@ -536,7 +587,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 # lbfgs (as scikit-learn) stays at its last finite point and
                 # warns; cg's line search can stop where the loss overflows.
                 raise ValueError(
-                    "Training diverged: cg stopped at weights where the loss is "
+                    f"{NON_FINITE_WEIGHTS} Training diverged: cg stopped at "
+                    "weights where the loss is "
                     "non-finite (NaN or inf). Scale the input and targets (e.g. "
                     "StandardScaler)."
                 )
@@ -572,6 +624,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         network, params = self._fitted_network()
         return self._predict_params(X, network, params)
+
+    def _predict(self, X, check_input=True):
+        return self._decode_output(self._forward_pass_fast(X, check_input=check_input))
 
     def _predict_params(self, X, network, params):
         with kernel_threads(self.n_jobs):
@@ -702,12 +757,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 " optimizers. %s is not stochastic." % self.solver
             )
         return True
-
-
-def _copy_schedule(schedule):
-    new = LearningRateSchedule.__new__(LearningRateSchedule)
-    new.__dict__.update(schedule.__dict__)
-    return new
 
 
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
@@ -984,9 +1033,6 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True):
-        return self._decode_output(self._forward_pass_fast(X, check_input=check_input))
-
     def _decode_output(self, y_pred):
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
@@ -1018,47 +1064,17 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             Trained MLP model.
 
         """
-        init_fit_context(self, incremental=True)  # before the snapshot; see _fit
-        snapshot = dict(self.__dict__)
-        try:
-            if _check_partial_fit_first_call(self, classes):
-                self._label_binarizer = LabelBinarizer()
-                if type_of_target(y).startswith("multilabel"):
-                    self._label_binarizer.fit(y)
-                else:
-                    self._label_binarizer.fit(classes)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
-        try:
-            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
+        return self._fit(
+            X, y, sample_weight=sample_weight, incremental=True, classes=classes
+        )
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and target(s) y.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The input data.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            The target values (class labels, or a label-indicator matrix for
-            multilabel classification).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative sample weights.
-
-        Returns
-        -------
-        self : object
-            Returns a trained MLP model.
-
-        """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+    def _start_partial_fit(self, y, classes):
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.
@@ -1319,9 +1335,6 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True):
-        return self._decode_output(self._forward_pass_fast(X, check_input=check_input))
-
     def _decode_output(self, y_pred):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
@@ -1351,24 +1364,3 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and target(s) y.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The input data.
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The target values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative sample weights.
-
-        Returns
-        -------
-        self : object
-            Returns a trained MLP model.
-
-        """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)

@@ -20,10 +20,14 @@ Each rule is written for one entry (:func:`sgd_entry`, :func:`adam_entry`);
 the update stage (:mod:`fastbp._update`) applies it to the whole vector in the
 same pass that finishes (and, with ``max_grad_norm``, clips) the gradient.
 Learning-rate schedules act between epochs, in plain Python
-(:class:`LearningRateSchedule`).
+(:class:`LearningRateSchedule`); :class:`OptimizerState` is what a solver
+carries between epochs and ``partial_fit`` calls.
 """
 
+import copy
 import math
+
+import numpy as np
 
 from ._jit import jit
 
@@ -77,7 +81,13 @@ def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
 def adam_entry(w, m, v, g, lr_t, beta_1, beta_2, epsilon):
     """Adam's update of one entry: returns the new ``(w, m, v)``."""
     m = beta_1 * m + (1.0 - beta_1) * g
-    v = beta_2 * v + (1.0 - beta_2) * (g * g)
+    g2 = g * g
+    if g2 == math.inf:
+        # As in numpy (the entry stops moving): fast-math's reassociation
+        # would otherwise turn inf into NaN.
+        v = math.inf
+    else:
+        v = beta_2 * v + (1.0 - beta_2) * g2
     return w - lr_t * m / (math.sqrt(v) + epsilon), m, v
 
 
@@ -122,3 +132,71 @@ class LearningRateSchedule:
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
+
+
+class OptimizerState:
+    """A stochastic solver's hyperparameters, state and schedule.
+
+    Created when a fit starts (or when ``partial_fit`` finds none that fits
+    the weights), as scikit-learn creates its ``SGDOptimizer`` or
+    ``AdamOptimizer``: later ``partial_fit`` calls keep its hyperparameters
+    and continue its velocities (SGD) or moments and update count (Adam).
+    Arrays and plain values only.
+
+    Parameters
+    ----------
+    solver : {"sgd", "adam"}
+    n_params : int
+        Length of the flat parameter vector.
+    dtype : numpy dtype
+    learning_rate_init, learning_rate, power_t, momentum, nesterovs_momentum, \
+beta_1, beta_2, epsilon
+        The estimator's hyperparameters of the same names.
+
+    """
+
+    def __init__(self, solver, n_params, dtype, *, learning_rate_init,
+                 learning_rate, power_t, momentum, nesterovs_momentum, beta_1,
+                 beta_2, epsilon):  # fmt: skip
+        self.solver = solver
+        self.code = STOCHASTIC_SOLVERS[solver]
+        self.state_1 = np.zeros(n_params, dtype=dtype)
+        self.state_2 = np.zeros(n_params if solver == "adam" else 0, dtype=dtype)
+        self.t = 0
+        self.schedule = LearningRateSchedule(
+            learning_rate_init, learning_rate, power_t, solver
+        )
+        self.hyper = np.zeros(N_HYPER)
+        self.hyper[MOMENTUM] = momentum
+        self.hyper[NESTEROV] = float(bool(nesterovs_momentum))
+        self.hyper[BETA_1] = beta_1
+        self.hyper[BETA_2] = beta_2
+        self.hyper[EPSILON] = epsilon
+
+    @property
+    def learning_rate(self):
+        """Current base learning rate."""
+        return self.schedule.learning_rate
+
+    def fits(self, n_params):
+        """Whether this state can continue training ``n_params`` weights."""
+        return self.state_1.shape[0] == n_params
+
+    def copy(self, dtype):
+        """An independent copy in ``dtype``.
+
+        A call continues on a copy, so that a failure leaves no half-updated
+        state behind.
+        """
+        new = copy.copy(self)
+        new.state_1 = self.state_1.astype(dtype, copy=True)
+        new.state_2 = self.state_2.astype(dtype, copy=True)
+        new.hyper = self.hyper.copy()
+        new.schedule = copy.copy(self.schedule)
+        return new
+
+    def kernel_hyper(self):
+        """The ``hyper`` array the epoch kernel reads, at the current rate."""
+        hyper = self.hyper.copy()
+        hyper[LEARNING_RATE] = self.learning_rate
+        return hyper

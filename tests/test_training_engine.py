@@ -180,8 +180,9 @@ _LONG_FIT = textwrap.dedent(
     # A usable model: finite weights, finite predictions, training resumable.
     assert all(np.isfinite(p).all() for p in est.coefs_ + est.intercepts_)
     assert np.isfinite(est.predict_proba(X[:5])).all()
+    n_iter = est.n_iter_
     est.partial_fit(X[:100], y[:100])
-    print("N_ITER", est.n_iter_ - 1, flush=True)
+    print("N_ITER", n_iter, flush=True)
     """
 )
 

@@ -117,7 +117,7 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
     Parameters
     ----------
     loss_code : int
-        One of the codes in :data:`LOSSES`, plus :data:`REPORTED` for the
+        One of the codes in :data:`LOSSES`, plus ``REPORTED`` for the
         value scikit-learn reports.
     z : ndarray of shape (n_rows * n_outputs,)
         Output pre-activations, row-major; overwritten with the predictions

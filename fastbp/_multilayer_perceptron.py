@@ -645,10 +645,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     def loss_and_gradients(self, X, y, sample_weight=None):
         """Objective and backprop gradient at the current weights.
 
-        The objective is exactly the one ``fit`` minimises: the
+        The objective is the function whose gradient ``fit`` follows: the
         ``sample_weight``-weighted mean data loss plus the L2 term
         ``alpha / 2 * ||W||^2`` divided by the weight sum, with ``X`` taken
-        as one batch.
+        as one batch, and the returned gradient is its gradient.  Its value
+        can differ from the loss scikit-learn reports (``loss_``,
+        ``loss_curve_``): for several regression outputs the squared error
+        is summed over the outputs (``loss_`` averages it), and the log-loss
+        is not clipped (``loss_`` clips probabilities to ``[eps, 1 - eps]``).
+        See :doc:`/differences`.
 
         Parameters
         ----------
@@ -833,7 +838,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     classes_ : ndarray
         Class labels.
     loss_ : float
-        Current value of the objective.
+        The loss of the last epoch or iteration, as scikit-learn reports it.
     best_loss_ : float or None
         Minimum loss reached by the stochastic solvers.
     loss_curve_ : list of float
@@ -1133,9 +1138,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     Parameters
     ----------
     loss : {'squared_error', 'poisson'}, default='squared_error'
-        The loss function.  For several outputs, 'squared_error' is
-        ``0.5 * sum over outputs`` of the squared error (the function whose
-        gradient is followed; scikit-learn reports its mean over outputs).
+        The loss function.  For several outputs, ``loss_`` reports the squared
+        error averaged over the outputs, as scikit-learn does.
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
     activation : str or list of str, default='relu'
@@ -1188,7 +1192,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     Attributes
     ----------
     loss_ : float
-        Current value of the objective.
+        The loss of the last epoch or iteration, as scikit-learn reports it.
     best_loss_ : float or None
         Minimum loss reached by the stochastic solvers.
     loss_curve_ : list of float

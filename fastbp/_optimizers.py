@@ -20,7 +20,7 @@ Each rule is written for one entry (:func:`sgd_entry`, :func:`adam_entry`);
 the update stage (:mod:`fastbp._update`) applies it to the whole vector in the
 same pass that finishes (and, with ``max_grad_norm``, clips) the gradient.
 Learning-rate schedules act between epochs, in plain Python
-(:class:`LearningRateSchedule`); :class:`OptimizerState` is what a solver
+(:class:`LearningRateSchedule`); ``OptimizerState`` is what a solver
 carries between epochs and ``partial_fit`` calls.
 """
 

@@ -667,3 +667,33 @@ def test_class_weight_balanced_is_balanced_sample_weight(solver, with_sample_wei
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
     else:
         assert_same_model(ours, theirs)
+
+
+# --------------------------------------------------------------------------- #
+# 7. Ray's joblib backend (the README's claim)
+# --------------------------------------------------------------------------- #
+def test_grid_search_on_ray_equals_loky():
+    ray = pytest.importorskip("ray")
+    from joblib import parallel_backend
+    from ray.util.joblib import register_ray
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_classification(120, 6, n_informative=4, random_state=0)
+    grid = {"alpha": [1e-4, 1e-1], "hidden_layer_sizes": [(4,), (8,)]}
+    est = fastbp.MLPClassifier(solver="lbfgs", max_iter=30, random_state=0)
+
+    def search(backend):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with parallel_backend(backend, n_jobs=2):
+                return GridSearchCV(est, grid, cv=3).fit(X, y).cv_results_
+
+    register_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = search("ray")
+    finally:
+        ray.shutdown()
+    on_loky = search("loky")
+    np.testing.assert_array_equal(on_ray["mean_test_score"], on_loky["mean_test_score"])
+    assert np.ptp(on_loky["mean_test_score"]) > 0  # the grid matters

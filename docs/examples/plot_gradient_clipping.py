@@ -45,7 +45,7 @@ for epoch in range(EPOCHS):
     try:
         unclipped.partial_fit(X, y)
     except ValueError as error:
-        print(f"epoch {epoch + 1}: {error}")
+        print(f"partial_fit call {epoch + 1} raised ValueError: {error}")
         break
     unclipped_losses.append(unclipped.loss_)
 

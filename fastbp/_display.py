@@ -28,7 +28,8 @@ class TrainingCurveDisplay:
     or the iteration (``lbfgs``, ``cg``):
 
     - ``"loss"``: ``loss_curve_`` (stochastic solvers only);
-    - ``"validation"``: ``validation_scores_`` (with ``early_stopping=True``);
+    - ``"validation"``: ``validation_scores_`` (with ``early_stopping=True``
+      or a validation set given to ``fit``, under the estimator's ``scoring``);
     - ``"gradient_norms"``: ``gradient_norms_``, one line per weight layer,
       on a log scale, where vanishing or exploding gradients show.
 

@@ -21,10 +21,15 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, get_scorer, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import (
+    check_array,
+    check_consistent_length,
+    check_random_state,
+    column_or_1d,
+)
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -99,10 +104,25 @@ def _restored_on_failure(estimator):
 
 #: What the epochs of a stochastic call train on: the training rows (``X`` as
 #: validated, ``Xk``, ``Y``, ``sample_weight`` as the kernels take them), the
-#: batch size, and the validation set of early stopping (else None).
+#: batch size, the validation set scored after each epoch (early stopping's
+#: split or the one given to ``fit``; else None), its scorer (None:
+#: scikit-learn's accuracy / R^2, ``"loss"``, or a scorer) and, for
+#: ``"loss"``, the validation set as the kernels take it (``Xk``, ``Y``,
+#: weights).
 _StochasticData = namedtuple(
     "_StochasticData",
-    ["X", "Xk", "Y", "sample_weight", "batch_size", "X_val", "y_val", "sw_val"],
+    [
+        "X",
+        "Xk",
+        "Y",
+        "sample_weight",
+        "batch_size",
+        "X_val",
+        "y_val",
+        "sw_val",
+        "scorer",
+        "val_kernel",
+    ],
 )
 
 
@@ -149,6 +169,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         max_fun,
         max_grad_norm,
         n_jobs,
+        scoring=None,
     ):
         self.activation = activation
         self.solver = solver
@@ -176,6 +197,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.max_fun = max_fun
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
+        self.scoring = scoring
 
     # ------------------------------------------------------------------ #
     # Structure: everything the kernels need, derived from fitted state.
@@ -216,7 +238,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     # Fitting: validate, initialise or continue, train, commit.
     # ------------------------------------------------------------------ #
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -228,6 +259,25 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             classification, real numbers in regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), \
+                default=None
+            A validation set of one's own (fastbp; as scikit-learn's
+            ``HistGradientBoosting*.fit``), scored after every epoch with
+            ``scoring``.  With ``early_stopping=True`` it replaces the
+            ``validation_fraction`` split: all of ``X`` trains.  With
+            ``early_stopping=False`` the scores are only recorded in
+            ``validation_scores_`` (monitoring; ``best_validation_score_``
+            stays None, as no weights are restored).  Stochastic solvers
+            only: with ``solver='lbfgs'`` or ``'cg'``, which have no epochs
+            (and ignore ``early_stopping``, as scikit-learn's MLP does), a
+            validation set raises ``ValueError``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), \
+                default=None
+            Targets of ``X_val``; required with it.  A classifier's labels
+            must be among the training classes.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation score (not multiplied by
+            ``class_weight``).
 
         Returns
         -------
@@ -235,25 +285,47 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             Returns a trained MLP model.
 
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        validation = None
+        if X_val is not None or y_val is not None:
+            if y_val is None:
+                raise ValueError("X_val is provided, but y_val was not provided.")
+            if X_val is None:
+                raise ValueError("y_val is provided, but X_val was not provided.")
+            if self.solver in FULL_BATCH_SOLVERS:
+                raise ValueError(
+                    f"X_val and y_val are only used by the stochastic solvers "
+                    f"('sgd', 'adam'), which score them after every epoch; "
+                    f"solver={self.solver!r} has no epochs."
+                )
+            validation = (X_val, y_val, sample_weight_val)
+        elif sample_weight_val is not None:
+            raise ValueError(
+                "sample_weight_val is provided, but X_val and y_val were not."
+            )
+        return self._fit(
+            X, y, sample_weight=sample_weight, incremental=False, validation=validation
+        )
 
-    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+    def _fit(
+        self, X, y, sample_weight=None, incremental=False, classes=None, validation=None
+    ):
         # Callbacks are set up before the snapshot: a failed call restores it,
         # and scikit-learn's _fit_context still tears them down.
         init_fit_context(self, incremental)
         with _restored_on_failure(self):
             if incremental:
                 self._start_partial_fit(y, classes)
-            return self._train(X, y, sample_weight, incremental)
+            return self._train(X, y, sample_weight, incremental, validation)
 
     def _start_partial_fit(self, y, classes):
         """Set up what the first ``partial_fit`` call needs (classifier: labels)."""
 
-    def _train(self, X, y, sample_weight, incremental):
+    def _train(self, X, y, sample_weight, incremental, validation=None):
         if incremental:
             # scikit-learn's _fit_context skips parameter validation in
             # partial_fit once fitted, but set_params may have changed them.
             self._validate_params()
+        scorer = self._resolve_scoring()
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         names = self._hidden_activations(len(hidden_layer_sizes))
         if self.early_stopping and incremental:
@@ -266,6 +338,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         dtype = X.dtype
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype)
+        if validation is not None:
+            validation = self._validate_validation_set(*validation, y, dtype)
         hooks = FitHooks(self, X, y, sample_weight)
         sample_weight = self._apply_class_weight(
             y, sample_weight, X, dtype, incremental
@@ -296,7 +370,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     X, y, sample_weight, params, network, hooks
                 )
             else:
-                data = self._prepare_stochastic(X, y, sample_weight, params, hooks)
+                data = self._prepare_stochastic(
+                    X, y, sample_weight, params, hooks, validation, scorer
+                )
                 self._optimizer = self._optimizer_state(params, incremental)
                 params = self._run_epochs(
                     data, params, network, first_pass, incremental, hooks
@@ -361,11 +437,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             epsilon=self.epsilon,
         )
 
-    def _prepare_stochastic(self, X, y, sample_weight, params, hooks):
-        """Split off the validation set and choose the batch size."""
+    def _prepare_stochastic(
+        self, X, y, sample_weight, params, hooks, validation=None, scorer=None
+    ):
+        """Split off (or take) the validation set and choose the batch size."""
         dtype = params.dtype
         X_val = y_val = sw_val = None
-        if self.early_stopping:
+        if validation is not None:
+            # The user's own set: no split, all of X trains.
+            X_val, y_val, sw_val = validation
+        elif self.early_stopping:
             # Don't stratify in multilabel classification (as scikit-learn).
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
             # The row indices ride along for the callbacks; extra arrays do
@@ -400,6 +481,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     "sample size. It is going to be clipped"
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        val_kernel = None
+        if X_val is not None and isinstance(scorer, str):  # "loss"
+            Y_val = self._encode_target(y_val)
+            if Y_val.ndim == 1:
+                Y_val = Y_val.reshape((-1, 1))
+            val_kernel = (
+                kernel_input(X_val, dtype),
+                np.ascontiguousarray(Y_val, dtype=dtype),
+                np.ascontiguousarray(
+                    np.ones(X_val.shape[0]) if sw_val is None else sw_val, dtype=dtype
+                ),
+            )
         return _StochasticData(
             X,
             kernel_input(X, dtype),
@@ -409,6 +502,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             X_val,
             y_val,
             sw_val,
+            scorer,
+            val_kernel,
         )
 
     def _run_epochs(self, data, params, network, first_pass, incremental, hooks):
@@ -422,6 +517,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.loss_curve_ = list(self.loss_curve_)
         if self.early_stopping:
             self.validation_scores_ = list(self.validation_scores_)
+        elif data.X_val is not None:  # monitoring a given validation set
+            self.validation_scores_ = list(self.validation_scores_ or [])
         # scikit-learn's _best_coefs: the initial weights of a first fit; on a
         # warm start, the previous call's restored weights are updated in
         # place with the new ones (they are the same arrays), so the weights
@@ -508,15 +605,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
     def _update_no_improvement_count(self, data, network, params):
         """scikit-learn's stopping bookkeeping; returns True on a new best score."""
-        if self.early_stopping:
+        if data.X_val is not None:
             # The score can be NaN (diverged weights): then the count is reset
             # and training goes on, as in scikit-learn.
-            val_score = self._score_params(
-                data.X_val, data.y_val, data.sw_val, network, params
+            self.validation_scores_.append(
+                self._validation_score(data, network, params)
             )
-            self.validation_scores_.append(val_score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
+        if self.early_stopping:
             last_valid_score = self.validation_scores_[-1]
             if last_valid_score < (self.best_validation_score_ + self.tol):
                 self._no_improvement_count += 1
@@ -638,6 +735,64 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
         return self._score_function(y, y_pred, sample_weight=sample_weight)
+
+    def _resolve_scoring(self):
+        """``scoring`` as the epochs use it: None, ``"loss"`` or a scorer.
+
+        An unknown name raises scikit-learn's ``ValueError`` (before any
+        change: this runs inside ``_restored_on_failure``).
+        """
+        if self.scoring is None or callable(self.scoring):
+            return self.scoring
+        if self.scoring == "loss":
+            return "loss"
+        return get_scorer(self.scoring)
+
+    def _validation_score(self, data, network, params):
+        """Score of ``params`` on the validation set under ``scoring``.
+
+        NaN where the network's outputs are not finite (diverged weights).
+        """
+        if data.scorer is None:
+            return self._score_params(
+                data.X_val, data.y_val, data.sw_val, network, params
+            )
+        if data.val_kernel is not None:
+            # scikit-learn's reported loss (with the L2 term) on the set.
+            Xk, Y, sw = data.val_kernel
+            loss = network.loss_grad(
+                Xk, Y, sw, params, float(self.alpha), np.empty_like(params)
+            )
+            return -float(loss) if np.isfinite(loss) else np.nan
+        y_out = self._predict_params(data.X_val, network, params)
+        if not np.isfinite(y_out).all():
+            return np.nan
+        # The scorer sees the estimator with the in-training weights.
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.coefs_, view.intercepts_ = network.layout.unpack(params.copy())
+        if data.sw_val is None:
+            return float(data.scorer(view, data.X_val, data.y_val))
+        return float(
+            data.scorer(view, data.X_val, data.y_val, sample_weight=data.sw_val)
+        )
+
+    def _validate_validation_set(self, X_val, y_val, sample_weight_val, y, dtype):
+        """The ``fit`` validation set, validated against the training data."""
+        X_val = validate_data(
+            self,
+            X_val,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        y_val = self._check_y_val(y_val, y)
+        check_consistent_length(X_val, y_val)
+        if X_val.shape[0] < 1:
+            raise ValueError("The validation set X_val has no rows.")
+        if sample_weight_val is not None:
+            sample_weight_val = check_sample_weight(sample_weight_val, X_val, dtype)
+        return X_val, y_val, sample_weight_val
 
     # ------------------------------------------------------------------ #
     # Extras beyond scikit-learn
@@ -832,6 +987,15 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         scikit-learn's usual meaning.
     n_jobs : int or None, default=None
         Threads used by the kernels (None: all).  Results do not depend on it.
+    scoring : str, callable or None, default=None
+        The validation score of early stopping and of a validation set given
+        to ``fit`` (fastbp): None is scikit-learn's (accuracy); ``'loss'`` the
+        negative validation loss (scikit-learn's reported loss, L2 term
+        included, on the validation set); any name
+        :func:`sklearn.metrics.get_scorer` knows; or a callable
+        ``scorer(estimator, X, y)`` (greater is better).  An unknown name
+        raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
+        have no validation score).
 
     Attributes
     ----------
@@ -844,9 +1008,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     loss_curve_ : list of float
         Loss after each epoch (stochastic solvers).
     validation_scores_ : list of float or None
-        Validation accuracy after each epoch, with early stopping.
+        Validation score (``scoring``; default accuracy) after each epoch, with
+        early stopping or a validation set given to ``fit``.
     best_validation_score_ : float or None
-        Best validation score, with early stopping.
+        Best validation score, with early stopping: the score of the restored
+        (best) weights on the validation set.
     t_ : int
         Number of training samples seen.
     coefs_ : list of ndarray
@@ -918,6 +1084,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         max_grad_norm=None,
         class_weight=None,
         n_jobs=None,
+        scoring=None,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -946,6 +1113,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             max_fun=max_fun,
             max_grad_norm=max_grad_norm,
             n_jobs=n_jobs,
+            scoring=scoring,
         )
         self.class_weight = class_weight
 
@@ -990,6 +1158,25 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def _stratify_target(self, y):
         return y
+
+    def _check_y_val(self, y_val, y):
+        y_val = check_array(y_val, ensure_2d=False, dtype=None, input_name="y_val")
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        multilabel = self._label_binarizer.y_type_.startswith("multilabel")
+        if type_of_target(y_val).startswith("multilabel") != multilabel or (
+            multilabel and y_val.shape[1] != y.shape[1]
+        ):
+            raise ValueError(
+                f"y_val is not the same kind of target as y: y is "
+                f"{self._label_binarizer.y_type_}, y_val is {type_of_target(y_val)}."
+            )
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y_val has labels {unseen} that are not in classes_ {self.classes_}."
+            )
+        return y_val
 
     def _training_weights(self, y, sample_weight, n_samples, dtype, incremental):
         """Return ``sample_weight`` times the class weights of ``y``'s labels.
@@ -1188,6 +1375,15 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         Gradient clipping threshold (global L2 norm per mini-batch).
     n_jobs : int or None, default=None
         Threads used by the kernels (None: all).  Results do not depend on it.
+    scoring : str, callable or None, default=None
+        The validation score of early stopping and of a validation set given
+        to ``fit`` (fastbp): None is scikit-learn's (R^2); ``'loss'`` the
+        negative validation loss (scikit-learn's reported loss, L2 term
+        included, on the validation set); any name
+        :func:`sklearn.metrics.get_scorer` knows; or a callable
+        ``scorer(estimator, X, y)`` (greater is better).  An unknown name
+        raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
+        have no validation score).
 
     Attributes
     ----------
@@ -1198,9 +1394,11 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     loss_curve_ : list of float
         Loss after each epoch (stochastic solvers).
     validation_scores_ : list of float or None
-        Validation R^2 after each epoch, with early stopping.
+        Validation score (``scoring``; default R^2) after each epoch, with
+        early stopping or a validation set given to ``fit``.
     best_validation_score_ : float or None
-        Best validation score, with early stopping.
+        Best validation score, with early stopping: the score of the restored
+        (best) weights on the validation set.
     t_ : int
         Number of training samples seen.
     coefs_ : list of ndarray
@@ -1271,6 +1469,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         max_fun=15000,
         max_grad_norm=None,
         n_jobs=None,
+        scoring=None,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1299,6 +1498,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             max_fun=max_fun,
             max_grad_norm=max_grad_norm,
             n_jobs=n_jobs,
+            scoring=scoring,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1321,6 +1521,22 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     def _stratify_target(self, y):
         return None
+
+    def _check_y_val(self, y_val, y):
+        y_val = check_array(
+            y_val, ensure_2d=False, dtype=(np.float64, np.float32), input_name="y_val"
+        )
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        n_outputs_val = 1 if y_val.ndim == 1 else y_val.shape[1]
+        if y_val.ndim > 2 or n_outputs_val != n_outputs:
+            raise ValueError(
+                f"y_val has {n_outputs_val} outputs but y has {n_outputs}."
+            )
+        if self.loss == "poisson":
+            check_poisson_target(y_val)
+        return y_val
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model.

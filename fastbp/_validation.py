@@ -45,6 +45,8 @@ PARAMETER_CONSTRAINTS = {
     ],
     "max_fun": [Interval(Integral, 1, None, closed="left")],
     "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+    # A name is resolved at fit ("loss" or sklearn.metrics.get_scorer's names).
+    "scoring": [None, str, callable],
     # joblib's convention: 0 has no meaning, negative counts back from all.
     "n_jobs": [
         None,

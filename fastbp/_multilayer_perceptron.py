@@ -993,7 +993,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         negative validation loss (scikit-learn's reported loss, L2 term
         included, on the validation set); any name
         :func:`sklearn.metrics.get_scorer` knows; or a callable
-        ``scorer(estimator, X, y)`` (greater is better).  An unknown name
+        ``scorer(estimator, X, y)`` (greater is better; called with
+        ``sample_weight=`` too when the validation rows are weighted:
+        ``sample_weight_val``, or the split of weighted training data).  The
+        scores are computed with the weights of each epoch.  An unknown name
         raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
         have no validation score).
 
@@ -1381,7 +1384,10 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         negative validation loss (scikit-learn's reported loss, L2 term
         included, on the validation set); any name
         :func:`sklearn.metrics.get_scorer` knows; or a callable
-        ``scorer(estimator, X, y)`` (greater is better).  An unknown name
+        ``scorer(estimator, X, y)`` (greater is better; called with
+        ``sample_weight=`` too when the validation rows are weighted:
+        ``sample_weight_val``, or the split of weighted training data).  The
+        scores are computed with the weights of each epoch.  An unknown name
         raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
         have no validation score).
 

@@ -1,6 +1,6 @@
 """``python -m bench.report``: fastbp and scikit-learn side by side.
 
-Quick mode (the default, about two minutes on two cores including the first
+Quick mode (the default, about three to four minutes on two cores including the first
 JIT compile) trains fastbp and scikit-learn on digits, a 20000x100 synthetic
 problem and online SGD on digits, runs a reduced set of scaling points, and
 prints the time per epoch, the speedup and the test accuracy of each.

@@ -108,13 +108,15 @@ class _Pools:
                     pool = _OpenBLAS(path)
                 except (OSError, AttributeError, ValueError):
                     pool = None
-            if pool is not None:
+            if pool is not None and kernel_path is not None:
+                # (Without the kernels' library located, it is limited through
+                # threadpoolctl, which would restart a stopped pool.)
                 self.openblas.append(pool)
             if kernel_path is None or path == kernel_path:
                 if pool is not None and kernel_path is not None:
                     self.kernel = pool
                 else:
-                    others.append(path)
+                    others.append(lib.filepath)  # as threadpoolctl names it
         # Libraries we cannot set directly are limited by threadpoolctl.
         self.limited_by_threadpoolctl = (
             controller.select(filepath=others) if others else None
@@ -186,10 +188,24 @@ def stop_spinning_pools():
     return len(running)
 
 
+class _FallbackPools:
+    """Where the libraries cannot be inspected: limit every BLAS, stop none."""
+
+    def __init__(self):
+        from threadpoolctl import ThreadpoolController
+
+        self.openblas = []
+        self.kernel = None
+        self.limited_by_threadpoolctl = ThreadpoolController().select(user_api="blas")
+
+
 def _get_pools():
     global _pools
     if _pools is None:
-        _pools = _Pools()
+        try:
+            _pools = _Pools()
+        except Exception:  # an unusual loader or BLAS build: as before
+            _pools = _FallbackPools()
     return _pools
 
 

@@ -234,3 +234,18 @@ def test_kernel_openmp_settings_reach_numba_only(user_spincount):
     assert f"GOMP_SPINCOUNT = '{user_spincount or 10000}'" in during_fit
     after = json.loads(done.stdout.strip().splitlines()[-1])
     assert after == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": user_spincount}
+
+
+def test_libraries_that_cannot_be_inspected_fall_back_to_threadpoolctl(monkeypatch):
+    def broken():
+        raise OSError("no dladdr here")
+
+    monkeypatch.setattr(_blas_pools, "_pools", None)
+    monkeypatch.setattr(_blas_pools, "_Pools", broken)
+    before = _blas_threads()
+    with _blas_pools.kernel_blas():
+        inside = _blas_threads()
+    assert isinstance(_blas_pools._get_pools(), _blas_pools._FallbackPools)
+    assert set(inside.values()) == {1}  # every BLAS held to one thread
+    assert _blas_threads() == before
+    assert _blas_pools.stop_spinning_pools() == 0  # and no pool is stopped

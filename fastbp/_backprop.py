@@ -69,6 +69,45 @@ Workspace = namedtuple(
     ["ws", "a_off", "z_off", "d_off", "chunk_grads", "chunk_losses", "layer_sq"],
 )
 
+#: Inverted dropout of the hidden layers at training time: ``rates[l]`` is the
+#: rate of layer ``l`` (``layer_units`` indexing; 0 for the input and output
+#: layers and for hidden layers without dropout), ``seed`` (uint64) drawn from
+#: the estimator's RandomState at the start of each fit/partial_fit call, and
+#: ``epoch`` the epoch's key: the samples seen before it (``t_``), unique
+#: across epochs and calls.  Kernels take ``None`` instead when no layer drops
+#: units, which prunes the dropout code.
+Dropout = namedtuple("Dropout", ["rates", "seed", "epoch"])
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@jit(from_python=False)
+def _mix64(z):
+    """splitmix64's finaliser: a bijective avalanche of a uint64."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+@jit(from_python=False)
+def dropout_keep(seed, epoch, sample, layer, unit, rate):
+    """Whether ``unit`` of ``layer`` is kept for ``sample`` in ``epoch``.
+
+    A counter-based draw: a uniform ``u`` in [0, 1) from the 53 high bits of
+    nested splitmix64 mixes of (seed, epoch, sample, layer, unit), so a mask
+    depends on these keys only (never on chunks or threads); kept iff
+    ``u >= rate``.
+    """
+    h = _mix64(seed ^ (np.uint64(epoch) + _GOLDEN))
+    h = _mix64(h ^ (np.uint64(sample) + _GOLDEN))
+    h = _mix64(h ^ (np.uint64(layer) + _GOLDEN))
+    h = _mix64(h ^ (np.uint64(unit) + _GOLDEN))
+    u = np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return u >= rate
+
+
 #: Upper bound on the number of chunks a batch is split into.
 MAX_CHUNKS = 8
 #: Target number of rows per chunk.
@@ -137,13 +176,15 @@ def _sparse_rows_tdot(data, rows, delta, d0, n_out, G, g0, n_features):
 
 
 @jit(opt=ORCHESTRATOR, from_python=False)
-def forward(data, net, params, rows, ws, a_off, z_off, sparse):
+def forward(data, net, params, rows, ws, a_off, z_off, sparse, dropout):
     """Forward pass of ``rows`` up to the output pre-activation.
 
     Layer ``l``'s output ``A[l]`` (rows of ``layer_units[l]``) is left in
     ``ws`` at ``a_off[l]``; the last block holds the output layer's
     pre-activation ``Z[L]``, with no output activation applied.  ``sparse``
-    is ``data.is_sparse``.
+    is ``data.is_sparse``.  ``dropout`` (a :class:`Dropout`, or ``None``)
+    zeroes each hidden unit dropped for a row and scales the kept ones by
+    ``1 / (1 - rate)`` (inverted dropout), in ``A[l]`` itself.
     """
     n = rows.shape[0]
     units = net.layer_units
@@ -180,19 +221,40 @@ def forward(data, net, params, rows, ws, a_off, z_off, sparse):
             call_separately(
                 activation_forward, (net.hidden_acts[l], ws[out : out + n * fo], zpre)
             )
+            if dropout is not None:
+                rate = dropout.rates[l + 1]
+                if rate > 0.0:
+                    scale = 1.0 / (1.0 - rate)
+                    for i in range(n):
+                        z = ws[out + i * fo : out + (i + 1) * fo]
+                        for j in range(fo):
+                            if dropout_keep(dropout.seed, dropout.epoch, rows[i],
+                                            l + 1, j, rate):  # fmt: skip
+                                z[j] *= scale
+                            else:
+                                z[j] = 0.0
 
 
 @jit(opt=ORCHESTRATOR, from_python=False)
-def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad, sparse):
+def chunk_loss_grad(
+    data, net, params, rows, ws, a_off, z_off, d_off, grad, sparse, dropout
+):
     """Forward and backward pass of one chunk.
 
     Writes the chunk's *unnormalised* gradient ``sum_i w_i dloss_i/dparams``
     into ``grad`` (every entry is overwritten) and returns ``sum_i w_i loss_i``.
     The matched loss/activation pair gives the output delta
     ``w_i * (y_hat_i - y_i)`` (:func:`fastbp._losses.output_loss_and_delta`).
-    ``sparse`` is ``data.is_sparse``.
+    ``sparse`` is ``data.is_sparse``.  With ``dropout`` (a :class:`Dropout`,
+    else ``None``) the gradient is that of the thinned network: the chain
+    rule multiplies each hidden delta by the unit's mask times
+    ``1 / (1 - rate)``, and the activation derivative is taken at the
+    undropped output (recovered as ``A / scale``, to rounding; dropped units
+    get a zero delta whatever it is).
     """
-    call_separately(forward, (data, net, params, rows, ws, a_off, z_off, sparse))
+    call_separately(
+        forward, (data, net, params, rows, ws, a_off, z_off, sparse, dropout)
+    )
     n = rows.shape[0]
     units = net.layer_units
     L = units.shape[0] - 1
@@ -242,6 +304,17 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad, spar
         zpre = ws[0:0]
         if z_off[l] >= 0:
             zpre = ws[z_off[l] : z_off[l] + n * fi]
+        rate = 0.0
+        if dropout is not None:
+            rate = dropout.rates[l]
+            if rate > 0.0:
+                # A[l] is no longer needed dropped (its coef_grad is done):
+                # back to the activation's output for the derivative.
+                keep = 1.0 - rate
+                for i in range(n):
+                    a = ws[a_off[l] + i * fi : a_off[l] + (i + 1) * fi]
+                    for j in range(fi):
+                        a[j] *= keep
         call_separately(
             activation_derivative_from_output,
             (
@@ -251,17 +324,29 @@ def chunk_loss_grad(data, net, params, rows, ws, a_off, z_off, d_off, grad, spar
                 ws[below : below + n * fi],
             ),
         )
+        if dropout is not None:
+            if rate > 0.0:
+                scale = 1.0 / (1.0 - rate)
+                for i in range(n):
+                    db = ws[below + i * fi : below + (i + 1) * fi]
+                    for j in range(fi):
+                        if dropout_keep(dropout.seed, dropout.epoch, rows[i], l, j,
+                                        rate):  # fmt: skip
+                            db[j] *= scale
+                        else:
+                            db[j] = 0.0
         cur = 1 - cur
     return loss_sum
 
 
 @jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
-def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
+def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     """Per-chunk unnormalised gradients of a batch, in ``work.chunk_grads[:n_chunks]``.
 
     Chunk ``c`` is rows ``rows[c n / n_chunks : (c + 1) n / n_chunks]``.
     ``parallel`` is ``None`` for batches of one chunk (no parallel region is
-    compiled or entered) and ``True`` otherwise.  Returns
+    compiled or entered) and ``True`` otherwise; ``dropout`` a :class:`Dropout`
+    or ``None`` (no dropout code compiled).  Returns
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
     """
     if parallel is None:
@@ -278,6 +363,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
                 work.d_off,
                 work.chunk_grads[0],
                 data.is_sparse,
+                dropout,
             ),
         )
     else:
@@ -294,7 +380,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel):
             chunk_losses[c] = call_separately(
                 chunk_loss_grad,
                 (data, net, params, rows[lo:hi], ws[c], a_off, z_off, d_off,
-                 chunk_grads[c], data.is_sparse),
+                 chunk_grads[c], data.is_sparse, dropout),
             )  # fmt: skip
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
@@ -320,7 +406,8 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     for start in range(lo, hi, block_rows):
         rows = index[start : min(start + block_rows, hi)]
         call_separately(
-            forward, (data, net, params, rows, ws, a_off, z_off, data.is_sparse)
+            forward,
+            (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None),
         )
         z = ws[a_off[L] : a_off[L] + rows.shape[0] * n_out]
         call_separately(output_activation, (net.loss_code, z, n_out))

@@ -52,6 +52,7 @@ def run_epoch(
     layer_grad_norms,
     parallel_chunks,
     parallel_blocks,
+    dropout,
 ):
     """Train one epoch in place.
 
@@ -86,6 +87,9 @@ def run_epoch(
     parallel_chunks, parallel_blocks : None or True
         Whether chunks and parameter blocks run in parallel; ``None`` compiles
         and runs the serial code only.
+    dropout : fastbp._backprop.Dropout or None
+        Inverted dropout of the hidden layers; ``None`` compiles no dropout
+        code.
 
     Returns
     -------
@@ -118,7 +122,7 @@ def run_epoch(
             )
         data_loss, sw_sum = call_separately(
             batch_gradients,
-            (data, net, params, rows, work, batch_n_chunks, parallel_chunks),
+            (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout),
         )
         if not math.isfinite(data_loss):
             status = NON_FINITE_LOSS

@@ -65,7 +65,8 @@ def loss_grad(
         sub = rows[start : min(start + sub_rows, n)]
         sub_chunks = min(n_chunks, sub.shape[0])
         sub_loss, sub_sw = call_separately(
-            batch_gradients, (data, net, params, sub, work, sub_chunks, parallel_chunks)
+            batch_gradients,
+            (data, net, params, sub, work, sub_chunks, parallel_chunks, None),
         )
         loss_sum += sub_loss
         sw_sum += sub_sw

@@ -28,6 +28,9 @@ def check_gradients(estimator, X, y, sample_weight=None, *, epsilon=1e-6):
     with the backprop gradient.  Everything is computed in float64, whatever
     the model's dtype.
 
+    ``dropout`` is not applied: the objective is that of the whole network
+    (as in prediction), not of a randomly thinned one.
+
     The estimator is never modified: the check works on a copy.  If it is not
     fitted, the copy's parameters are initialised exactly as ``fit`` would
     initialise them (the same Glorot draws from ``random_state``, which is not

@@ -44,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _full_batch
 from ._activations import activation_codes
+from ._backprop import Dropout
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
 from ._jit import compile_report, kernel_threads
 from ._losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
@@ -55,6 +56,7 @@ from ._validation import (
     FULL_BATCH_SOLVERS,
     PARAMETER_CONSTRAINTS,
     check_class_weight,
+    check_dropout,
     check_hidden_layer_sizes,
     check_layer_shapes,
     check_poisson_target,
@@ -170,6 +172,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         max_grad_norm,
         n_jobs,
         scoring=None,
+        dropout=0.0,
     ):
         self.activation = activation
         self.solver = solver
@@ -198,6 +201,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.max_grad_norm = max_grad_norm
         self.n_jobs = n_jobs
         self.scoring = scoring
+        self.dropout = dropout
 
     # ------------------------------------------------------------------ #
     # Structure: everything the kernels need, derived from fitted state.
@@ -328,6 +332,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         scorer = self._resolve_scoring()
         hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
         names = self._hidden_activations(len(hidden_layer_sizes))
+        dropout_rates = check_dropout(self.dropout, len(hidden_layer_sizes))
+        if any(dropout_rates) and self.solver in FULL_BATCH_SOLVERS:
+            raise ValueError(
+                f"dropout is for the stochastic solvers ('sgd', 'adam'): "
+                f"solver={self.solver!r} minimises one deterministic objective. "
+                "Set dropout=0."
+            )
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
 
@@ -374,8 +385,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     X, y, sample_weight, params, hooks, validation, scorer
                 )
                 self._optimizer = self._optimizer_state(params, incremental)
+                dropout = None
+                if any(dropout_rates):
+                    # Drawn after the split and before the shuffles; a model
+                    # without dropout draws nothing (scikit-learn's draws).
+                    seed = self._random_state.randint(np.iinfo(np.int32).max)
+                    rates = np.array([0.0, *dropout_rates, 0.0])
+                    dropout = Dropout(rates, np.uint64(seed), np.int64(0))
                 params = self._run_epochs(
-                    data, params, network, first_pass, incremental, hooks
+                    data, params, network, first_pass, incremental, hooks, dropout
                 )
 
         if not np.all(np.isfinite(params)):
@@ -506,7 +524,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             val_kernel,
         )
 
-    def _run_epochs(self, data, params, network, first_pass, incremental, hooks):
+    def _run_epochs(
+        self, data, params, network, first_pass, incremental, hooks, dropout=None
+    ):
         """scikit-learn's epoch loop, one compiled call per epoch."""
         layout, opt = network.layout, self._optimizer
         n_samples = data.X.shape[0]
@@ -543,6 +563,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     data.batch_size, params, kernel_opt, opt.t, self.alpha,
                     -1.0 if self.max_grad_norm is None else self.max_grad_norm,
                     grad, norms,
+                    # Masks keyed on samples seen before the epoch: unique
+                    # across epochs, fits and partial_fit calls.
+                    None if dropout is None else dropout._replace(
+                        epoch=np.int64(self.t_)),
                 )  # fmt: skip
                 if not (self.early_stopping or np.all(np.isfinite(params))):
                     # Non-finite weights stay so: scikit-learn would train on
@@ -808,7 +832,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         ``loss_curve_``): for several regression outputs the squared error
         is summed over the outputs (``loss_`` averages it), and the log-loss
         is not clipped (``loss_`` clips probabilities to ``[eps, 1 - eps]``).
-        See :doc:`/differences`.
+        ``dropout`` is not applied: this is the objective of the whole network,
+        as it predicts (training with dropout follows the gradient of a
+        randomly thinned network in each epoch).  See :doc:`/differences`.
 
         Parameters
         ----------
@@ -999,6 +1025,19 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         scores are computed with the weights of each epoch.  An unknown name
         raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
         have no validation score).
+    dropout : float or array-like of float, default=0.0
+        Inverted dropout of the hidden units at training time (fastbp): a
+        rate in [0, 1) for every hidden layer, or one rate per hidden layer.
+        In each epoch, each unit is dropped for each sample with that
+        probability and the kept ones are scaled by ``1 / (1 - rate)``;
+        ``predict``, ``score`` and ``loss_and_gradients`` use the whole
+        network.  The masks come from a counter-based hash of (a seed drawn
+        from ``random_state`` at the start of each call, the number of
+        samples seen before the epoch (``t_``), the sample, the layer, the
+        unit), so a model is the same for any ``n_jobs`` and reproducible.
+        ``0`` (or all zeros) is exactly the model without dropout.  Stochastic
+        solvers only: with ``solver='lbfgs'`` or ``'cg'`` a positive rate
+        raises ``ValueError``.
 
     Attributes
     ----------
@@ -1088,6 +1127,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         class_weight=None,
         n_jobs=None,
         scoring=None,
+        dropout=0.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1117,6 +1157,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             max_grad_norm=max_grad_norm,
             n_jobs=n_jobs,
             scoring=scoring,
+            dropout=dropout,
         )
         self.class_weight = class_weight
 
@@ -1390,6 +1431,19 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         scores are computed with the weights of each epoch.  An unknown name
         raises ``ValueError`` at fit.  Stochastic solvers only (lbfgs and cg
         have no validation score).
+    dropout : float or array-like of float, default=0.0
+        Inverted dropout of the hidden units at training time (fastbp): a
+        rate in [0, 1) for every hidden layer, or one rate per hidden layer.
+        In each epoch, each unit is dropped for each sample with that
+        probability and the kept ones are scaled by ``1 / (1 - rate)``;
+        ``predict``, ``score`` and ``loss_and_gradients`` use the whole
+        network.  The masks come from a counter-based hash of (a seed drawn
+        from ``random_state`` at the start of each call, the number of
+        samples seen before the epoch (``t_``), the sample, the layer, the
+        unit), so a model is the same for any ``n_jobs`` and reproducible.
+        ``0`` (or all zeros) is exactly the model without dropout.  Stochastic
+        solvers only: with ``solver='lbfgs'`` or ``'cg'`` a positive rate
+        raises ``ValueError``.
 
     Attributes
     ----------
@@ -1476,6 +1530,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         max_grad_norm=None,
         n_jobs=None,
         scoring=None,
+        dropout=0.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1505,6 +1560,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             max_grad_norm=max_grad_norm,
             n_jobs=n_jobs,
             scoring=scoring,
+            dropout=dropout,
         )
 
     def _validate_input(self, X, y, incremental, reset):

@@ -146,10 +146,12 @@ class Network:
         return self._scratch[key]
 
     def run_epoch(self, Xk, Y, sample_weight, order, batch_size, params, optimizer,
-                  adam_t, alpha, max_grad_norm, grad, layer_grad_norms):  # fmt: skip
+                  adam_t, alpha, max_grad_norm, grad, layer_grad_norms,
+                  dropout=None):  # fmt: skip
         """Train one epoch in place (:func:`fastbp._epoch.run_epoch`).
 
-        ``optimizer`` is an :class:`fastbp._update.Optimizer`.  Returns
+        ``optimizer`` is an :class:`fastbp._update.Optimizer`; ``dropout`` a
+        :class:`fastbp._backprop.Dropout` or ``None``.  Returns
         ``(loss_sum, n_batches, status, adam_t)``.
         """
         work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
@@ -170,6 +172,7 @@ class Network:
             layer_grad_norms,
             _flag(n_chunks > 1),
             self.parallel_blocks,
+            dropout,
         )
 
     def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):

@@ -45,6 +45,8 @@ PARAMETER_CONSTRAINTS = {
     ],
     "max_fun": [Interval(Integral, 1, None, closed="left")],
     "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+    # A rate for every hidden layer or one per layer (check_dropout).
+    "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
     # A name is resolved at fit ("loss" or sklearn.metrics.get_scorer's names).
     "scoring": [None, str, callable],
     # joblib's convention: 0 has no meaning, negative counts back from all.
@@ -69,6 +71,27 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
     if np.any(np.array(hidden_layer_sizes) <= 0):
         raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
     return [int(s) for s in hidden_layer_sizes]
+
+
+def check_dropout(dropout, n_hidden):
+    """Return one dropout rate per hidden layer, each in [0, 1)."""
+    if np.ndim(dropout) == 0:
+        rates = [dropout] * n_hidden
+    else:
+        rates = list(dropout)
+        if len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout has {len(rates)} rates but the network has {n_hidden} "
+                "hidden layers; give one rate per hidden layer (or one float)."
+            )
+    out = []
+    for rate in rates:
+        if isinstance(rate, bool) or not isinstance(rate, Real | np.floating | int):
+            raise ValueError(f"dropout rates must be floats, got {rate!r}.")
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"dropout rates must be in [0, 1), got {rate!r}.")
+        out.append(float(rate))
+    return out
 
 
 def resolve_activations(activation, n_hidden):

@@ -42,13 +42,47 @@ def ref_dact(name, z):
     }[name]()
 
 
-def ref_loss_grad(X, Y, sw, coefs, intercepts, acts, loss, alpha):
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def ref_dropout_scale(seed, epoch, n_samples, layer, n_units, rate):
+    """Inverted-dropout multipliers (0 or ``1 / (1 - rate)``) of one layer.
+
+    Row ``i`` is sample ``i``; the same splitmix64 hash of (seed, epoch,
+    sample, layer, unit) as the kernels, written out in numpy (uint64 wraps).
+    """
+    sample = np.arange(n_samples, dtype=np.uint64)[:, None]
+    unit = np.arange(n_units, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        h = _mix64(np.uint64(seed) ^ (np.uint64(epoch) + _GOLDEN))
+        h = _mix64(h ^ (sample + _GOLDEN))
+        h = _mix64(h ^ (np.uint64(layer) + _GOLDEN))
+        h = _mix64(h ^ (unit + _GOLDEN))
+    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
+
+
+def ref_loss_grad(X, Y, sw, coefs, intercepts, acts, loss, alpha, scales=None):
+    """Objective and gradient; ``scales[i]``: dropout multipliers of hidden
+    layer ``i`` (rows x units), or None."""
     A = [X]
     Z = []
     for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
         z = A[-1] @ W + b
         Z.append(z)
-        A.append(ref_act(acts[i], z) if i < len(coefs) - 1 else z)
+        if i < len(coefs) - 1:
+            a = ref_act(acts[i], z)
+            A.append(a if scales is None else a * scales[i])
+        else:
+            A.append(z)
     z = Z[-1]
     if loss == "squared_error":
         yhat = z
@@ -74,6 +108,8 @@ def ref_loss_grad(X, Y, sw, coefs, intercepts, acts, loss, alpha):
         ig[i] = delta.sum(0) / swsum
         if i:
             delta = (delta @ coefs[i].T) * ref_dact(acts[i - 1], Z[i - 1])
+            if scales is not None:
+                delta = delta * scales[i - 1]
     return value, cg, ig
 
 

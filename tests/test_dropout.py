@@ -60,8 +60,6 @@ def test_dropout_is_independent_of_threads(digits, dtype, dropout):
     assert same_weights(one, two)
     again = MLPClassifier(n_jobs=2, **params).fit(X.astype(dtype), y)
     assert same_weights(one, again)
-    other = MLPClassifier(n_jobs=1, **{**params, "random_state": 1})
-    other.fit(X.astype(dtype), y)
     default = MLPClassifier(n_jobs=1, **{**params, "dropout": 0.0})
     default.fit(X.astype(dtype), y)
     assert not same_weights(one, default)
@@ -160,3 +158,35 @@ def test_dropout_is_a_parameter():
     assert clf.get_params()["dropout"] == [0.1, 0.2]
     assert clone(clf).dropout == [0.1, 0.2]
     assert MLPRegressor().get_params()["dropout"] == 0.0
+
+
+def test_dropout_model_exports_to_onnx_as_the_same_network(digits):
+    # Dropout changes training only: skl2onnx's MLP converter exports the
+    # whole network and its predictions match.
+    pytest.importorskip("skl2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from skl2onnx import to_onnx, update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+    )
+    from skl2onnx.operator_converters.multilayer_perceptron import (
+        convert_sklearn_mlp_classifier,
+    )
+
+    update_registered_converter(
+        MLPClassifier, "FastbpMLPClassifier",
+        calculate_linear_classifier_output_shapes, convert_sklearn_mlp_classifier,
+        options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
+    )  # fmt: skip
+    X, y = digits
+    X32 = X.astype(np.float32)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(16, 8), max_iter=5, random_state=0, dropout=[0.3, 0.1]
+    ).fit(X32, y)
+    onx = to_onnx(clf, X32[:1], options={"zipmap": False})
+    session = onnxruntime.InferenceSession(
+        onx.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    labels, proba = session.run(None, {"X": X32})
+    np.testing.assert_array_equal(labels, clf.predict(X32))
+    np.testing.assert_allclose(proba, clf.predict_proba(X32), atol=1e-5)

@@ -13,7 +13,7 @@ from ._update import PARALLEL_MIN_PARAMS
 _N_ROWS = 300
 
 
-def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
+def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
     """Compile (or load) the kernels of every training configuration.
 
     Numba compiles fastbp's kernels the first time a configuration needs them
@@ -35,6 +35,9 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
         The input dtypes fits will use (a model trains in its input's dtype).
     sparse : bool, default=False
         Also compile the kernels for scipy sparse input.
+    dropout : bool, default=False
+        Also compile the kernels of training with ``dropout`` (any rate above
+        0 uses the same kernels).
     verbose : bool, default=False
         Print what is compiled and how long it took.
 
@@ -59,6 +62,8 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
         names.append(dtype)
     if not isinstance(sparse, (bool, np.bool_)):
         raise TypeError(f"sparse must be a bool, got {sparse!r}.")
+    if not isinstance(dropout, bool):
+        raise TypeError(f"dropout must be a bool, got {dropout!r}.")
 
     rng = np.random.RandomState(0)
     # Wide enough input that one hidden layer of 400 units reaches the
@@ -74,6 +79,12 @@ def warm_cache(dtypes=("float64",), sparse=False, verbose=False):
         dict(hidden_layer_sizes=(4,), solver="lbfgs"),
         dict(hidden_layer_sizes=(400,), solver="lbfgs"),
     ]
+    if dropout:  # the stochastic configurations again, with dropout compiled in
+        configurations += [
+            dict(params, dropout=0.5)
+            for params in configurations
+            if params.get("solver") != "lbfgs"
+        ]
     with counting_compiles() as counter:
         for dtype in names:
             inputs = [("dense", X.astype(dtype))]

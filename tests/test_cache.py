@@ -236,7 +236,8 @@ _USER_FITS = _COUNT_COMPILES + textwrap.dedent(
         warnings.simplefilter("ignore", ConvergenceWarning)
         for Xk in (X, sp.csr_matrix(X)):
             for params in ({}, {"batch_size": 1, "solver": "sgd"},
-                           {"solver": "cg"}, {"early_stopping": True}):
+                           {"solver": "cg"}, {"early_stopping": True},
+                           {"dropout": 0.2}, {"dropout": [0.1], "batch_size": 1}):
                 fastbp.MLPClassifier(max_iter=2, random_state=0, **params).fit(
                     Xk, y
                 ).predict_proba(Xk)
@@ -245,7 +246,9 @@ _USER_FITS = _COUNT_COMPILES + textwrap.dedent(
     """
 )
 
-_WARM = "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True))"
+_WARM = (
+    "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True, dropout=True))"
+)
 
 
 @pytest.mark.slow
@@ -261,6 +264,8 @@ def test_warm_cache_rejects_bad_arguments():
         fastbp.warm_cache(dtypes=["int64"])
     with pytest.raises(TypeError, match="sparse must be a bool"):
         fastbp.warm_cache(sparse="yes")
+    with pytest.raises(TypeError, match="dropout must be a bool"):
+        fastbp.warm_cache(dropout=0.2)
 
 
 _FIT_AND_REPORT = textwrap.dedent(

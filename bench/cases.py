@@ -148,6 +148,9 @@ class EpochCase:
         For scaling cases: the swept axis and this case's value on it.
     quick : bool
         Part of the report's default (quick) mode.
+    fastbp_params : dict
+        Parameters only fastbp has (e.g. ``dropout``); a case with any is
+        fastbp's alone.
     """
 
     name: str
@@ -160,6 +163,7 @@ class EpochCase:
     curve: str | None = None
     x: object = None
     quick: bool = False
+    fastbp_params: dict = field(default_factory=dict)
 
     @property
     def hidden_layer_sizes(self):
@@ -240,6 +244,15 @@ def _headline_cases(smoke):
             {"hidden_layer_sizes": (100,), "batch_size": 200},
             n_epochs=pick(20, 2),
             quick=True,
+        ),
+        EpochCase(
+            "digits-adam-dropout",
+            "digits 64-100-10, adam, batch 200, dropout 0.2 (fastbp only)",
+            digits,
+            {"hidden_layer_sizes": (100,), "batch_size": 200},
+            n_epochs=pick(20, 2),
+            quick=True,
+            fastbp_params={"dropout": 0.2},
         ),
         EpochCase(
             "clf20k-adam",

@@ -302,6 +302,11 @@ def _stage_seconds(results, stage):
 TARGETS = [
     ("digits adam: speedup vs sklearn", ["digits-adam"],
      lambda r, g: _speedup(r, "digits-adam"), ">=", 5, "{:.2f}x"),
+    ("digits adam: fastbp time per epoch with dropout 0.2 / without",
+     ["digits-adam", "digits-adam-dropout"],
+     lambda r, g: _inverse(_speedup(r, "digits-adam-dropout", slow="fastbp",
+                                    slow_case="digits-adam")),
+     "", None, "{:.2f}x"),
     ("20000x100 adam: speedup vs sklearn", ["clf20k-adam"],
      lambda r, g: _speedup(r, "clf20k-adam"), ">=", 4, "{:.2f}x"),
     ("digits online sgd: speedup vs sklearn", ["digits-online-sgd"],

@@ -79,7 +79,9 @@ class SklearnLikeTrainer:
         if self.impl == "fastbp":
             from fastbp import MLPClassifier
 
-            return MLPClassifier(**params, n_jobs=self.case.threads)
+            return MLPClassifier(
+                **params, **self.case.fastbp_params, n_jobs=self.case.threads
+            )
         from sklearn.neural_network import MLPClassifier
 
         return MLPClassifier(**params)
@@ -491,6 +493,8 @@ def measure_process_case(case, impls, repeats=3, progress=None):
 
 def applicable(case, impl):
     """Return None if ``impl`` runs ``case``, else the reason it does not."""
+    if impl != "fastbp" and getattr(case, "fastbp_params", None):
+        return f"{', '.join(case.fastbp_params)}: fastbp only"
     if impl == "torch":
         if isinstance(case, ProcessCase):
             return "the whole-process case compares fastbp with scikit-learn only"

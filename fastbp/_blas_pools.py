@@ -96,10 +96,12 @@ class _Pools:
         from threadpoolctl import ThreadpoolController
 
         kernel_path = _kernel_blas_path()
+        if kernel_path is None:  # _FallbackPools then limits every BLAS
+            raise LookupError("the kernels' BLAS library was not found")
         controller = ThreadpoolController()
         self.openblas = []  # pthreads OpenBLAS pools we can stop
         self.kernel = None  # the kernels' library, if an OpenBLAS we can set
-        others = []  # other BLAS libraries the kernels may call
+        others = []  # the kernels' library otherwise
         for lib in controller.select(user_api="blas").lib_controllers:
             path = os.path.realpath(lib.filepath)
             pool = None
@@ -108,12 +110,10 @@ class _Pools:
                     pool = _OpenBLAS(path)
                 except (OSError, AttributeError, ValueError):
                     pool = None
-            if pool is not None and kernel_path is not None:
-                # (Without the kernels' library located, it is limited through
-                # threadpoolctl, which would restart a stopped pool.)
+            if pool is not None:
                 self.openblas.append(pool)
-            if kernel_path is None or path == kernel_path:
-                if pool is not None and kernel_path is not None:
+            if path == kernel_path:
+                if pool is not None:
                     self.kernel = pool
                 else:
                     others.append(lib.filepath)  # as threadpoolctl names it

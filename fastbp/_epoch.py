@@ -15,19 +15,16 @@ goes on after a divergence and the best weights are restored).
 
 import math
 
-import numpy as np
-
 from ._backprop import batch_gradients
 from ._jit import ORCHESTRATOR, call_separately, jit
 from ._optimizers import (
-    ADAM,
     ADAM_LR_T,
     BETA_1,
     BETA_2,
     LEARNING_RATE,
     adam_learning_rate,
 )
-from ._update import FINISH, FINISH_AND_STEP, STEP, finish_and_step, inverse_weight_sum
+from ._update import finish_and_step, inverse_weight_sum
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
@@ -45,6 +42,8 @@ def run_epoch(
     n_chunks,
     blocks,
     opt,
+    adam,
+    sgd,
     adam_t,
     alpha,
     max_grad_norm,
@@ -73,12 +72,15 @@ def run_epoch(
     blocks : fastbp._update.Blocks
     opt : fastbp._update.Optimizer
         Updated in place.
+    adam, sgd : None or True
+        Which optimizer: one is ``True``, the other ``None``; only that
+        optimizer's code is compiled.
     adam_t : int
         Adam's update count so far.
     alpha : float
         L2 penalty.
-    max_grad_norm : float
-        Clipping threshold; ``<= 0`` disables clipping.
+    max_grad_norm : None or float
+        Clipping threshold; ``None`` compiles and runs no clipping.
     grad : ndarray of shape (n_params,)
         Scratch for the finished gradient.
     layer_grad_norms : ndarray of shape (n_layers - 1,)
@@ -107,7 +109,6 @@ def run_epoch(
     n = order.shape[0]
     layer_sq = work.layer_sq
     layer_grad_norms[:] = 0.0
-    clip = max_grad_norm > 0.0
     loss_sum = 0.0
     n_batches = 0
     status = OK
@@ -115,7 +116,7 @@ def run_epoch(
         stop = min(start + batch_size, n)
         rows = order[start:stop]
         batch_n_chunks = min(n_chunks, stop - start)
-        if opt.solver == ADAM:
+        if adam is not None:
             h = opt.hyper
             h[ADAM_LR_T] = adam_learning_rate(
                 h[LEARNING_RATE], h[BETA_1], h[BETA_2], adam_t + 1
@@ -127,45 +128,27 @@ def run_epoch(
         if not math.isfinite(data_loss):
             status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)
-        sq_w, sq_g = call_separately(
-            finish_and_step,
-            (
-                FINISH if clip else FINISH_AND_STEP,
-                blocks,
-                work.chunk_grads,
-                batch_n_chunks,
-                params,
-                grad,
-                alpha,
-                inv_sw,
-                opt,
-                1.0,
-                layer_sq,
-                parallel_blocks,
-            ),
-        )
-        if clip:
+        if max_grad_norm is None:
+            sq_w, sq_g = call_separately(
+                finish_and_step,
+                (None, None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
+            )  # fmt: skip
+        else:
+            sq_w, sq_g = call_separately(
+                finish_and_step,
+                (True, None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
+            )  # fmt: skip
             # Rescale to a global L2 norm of at most max_grad_norm, then step.
             norm = math.sqrt(sq_g)
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
             call_separately(
                 finish_and_step,
-                (
-                    np.int64(STEP),
-                    blocks,
-                    work.chunk_grads,
-                    batch_n_chunks,
-                    params,
-                    grad,
-                    alpha,
-                    inv_sw,
-                    opt,
-                    scale,
-                    layer_sq,
-                    parallel_blocks,
-                ),
-            )
-        if opt.solver == ADAM:
+                (None, True, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                 params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks),
+            )  # fmt: skip
+        if adam is not None:
             adam_t += 1
         # The loss is evaluated at the weights before this batch's step.
         loss_sum += (data_loss + 0.5 * alpha * sq_w) * inv_sw * (stop - start)

@@ -17,7 +17,7 @@ import scipy.optimize
 
 from ._backprop import batch_gradients
 from ._jit import ORCHESTRATOR, call_separately, jit
-from ._update import FINISH, finish_and_step, inverse_weight_sum
+from ._update import finish_and_step, inverse_weight_sum
 
 
 @jit(from_python=False)
@@ -76,8 +76,8 @@ def loss_grad(
     # Typed constants, not literals: numba would compile a copy per literal.
     sq_w, _ = call_separately(
         finish_and_step,
-        (np.int64(FINISH), blocks, sums, np.int64(1), params, grad, alpha, inv_sw,
-         opt, 1.0, work.layer_sq, parallel_blocks),
+        (True, None, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
+         inv_sw, opt, 1.0, work.layer_sq, parallel_blocks),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 

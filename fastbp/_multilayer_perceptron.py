@@ -555,14 +555,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     sample_idx = sample_idx[perm]
                 hooks.step_begin("epoch", params, layout)
                 # The learning rate may change between epochs (schedules).
-                kernel_opt = Optimizer(
-                    np.int64(opt.code), opt.kernel_hyper(), opt.state_1, opt.state_2
-                )
+                kernel_opt = Optimizer(opt.kernel_hyper(), opt.state_1, opt.state_2)
                 loss_sum, n_batches, _, opt.t = network.run_epoch(
                     data.Xk, data.Y, data.sample_weight, sample_idx,
-                    data.batch_size, params, kernel_opt, opt.t, self.alpha,
-                    -1.0 if self.max_grad_norm is None else self.max_grad_norm,
-                    grad, norms,
+                    data.batch_size, params, kernel_opt, opt.solver == "adam", opt.t,
+                    self.alpha, self.max_grad_norm, grad, norms,
                     # Masks keyed on samples seen before the epoch: unique
                     # across epochs, fits and partial_fit calls.
                     None if dropout is None else dropout._replace(

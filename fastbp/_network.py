@@ -146,13 +146,14 @@ class Network:
         return self._scratch[key]
 
     def run_epoch(self, Xk, Y, sample_weight, order, batch_size, params, optimizer,
-                  adam_t, alpha, max_grad_norm, grad, layer_grad_norms,
+                  adam, adam_t, alpha, max_grad_norm, grad, layer_grad_norms,
                   dropout=None):  # fmt: skip
         """Train one epoch in place (:func:`fastbp._epoch.run_epoch`).
 
-        ``optimizer`` is an :class:`fastbp._update.Optimizer`; ``dropout`` a
-        :class:`fastbp._backprop.Dropout` or ``None``.  Returns
-        ``(loss_sum, n_batches, status, adam_t)``.
+        ``optimizer`` is an :class:`fastbp._update.Optimizer`, ``adam`` whether
+        it is Adam's (else SGD's), ``max_grad_norm`` a float or ``None`` (no
+        clipping); ``dropout`` a :class:`fastbp._backprop.Dropout` or ``None``.
+        Returns ``(loss_sum, n_batches, status, adam_t)``.
         """
         work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
         return _epoch.run_epoch(
@@ -165,9 +166,11 @@ class Network:
             n_chunks,
             self.blocks,
             optimizer,
+            _flag(adam),
+            _flag(not adam),
             int(adam_t),
             float(alpha),
-            float(max_grad_norm),
+            None if max_grad_norm is None else float(max_grad_norm),
             grad,
             layer_grad_norms,
             _flag(n_chunks > 1),
@@ -194,7 +197,7 @@ class Network:
             work,
             n_chunks,
             self.blocks,
-            Optimizer(np.int64(-1), np.zeros(N_HYPER), no_state, no_state),
+            Optimizer(np.zeros(N_HYPER), no_state, no_state),
             float(alpha),
             grad,
             SUB_BATCH_ROWS,

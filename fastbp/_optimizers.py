@@ -159,7 +159,6 @@ beta_1, beta_2, epsilon
                  learning_rate, power_t, momentum, nesterovs_momentum, beta_1,
                  beta_2, epsilon):  # fmt: skip
         self.solver = solver
-        self.code = STOCHASTIC_SOLVERS[solver]
         self.state_1 = np.zeros(n_params, dtype=dtype)
         self.state_2 = np.zeros(n_params if solver == "adam" else 0, dtype=dtype)
         self.t = 0

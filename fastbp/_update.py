@@ -27,23 +27,20 @@ import numpy as np
 from numba import prange
 
 from ._jit import ORCHESTRATOR, call_separately, jit
-from ._optimizers import ADAM, adam_entry, adam_hyper, sgd_entry, sgd_hyper
+from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
 
-#: The optimizer as the kernels see it: its code (``SGD``
-#: or ``ADAM``), its hyperparameters (``hyper``, indexed by
-#: :data:`fastbp._optimizers.LEARNING_RATE` etc.) and its state vectors (SGD's
-#: velocity, ``state_2`` unused; Adam's two moments).
-Optimizer = namedtuple("Optimizer", ["solver", "hyper", "state_1", "state_2"])
+#: The optimizer's numbers as the kernels see them: its hyperparameters
+#: (``hyper``, indexed by :data:`fastbp._optimizers.LEARNING_RATE` etc.) and
+#: its state vectors (SGD's velocity, ``state_2`` unused; Adam's two moments).
+#: Which optimizer it is travels as two switches of its own (``adam`` and
+#: ``sgd``, one ``True`` and the other ``None``), so that only that
+#: optimizer's loops are compiled.
+Optimizer = namedtuple("Optimizer", ["hyper", "state_1", "state_2"])
 
 #: The parameter vector split into blocks: ``start``, ``stop``, the weight
 #: layer and whether the block holds coefficients, one entry per block;
 #: ``partial`` receives each block's ``(||W||^2, ||grad||^2)``.
 Blocks = namedtuple("Blocks", ["start", "stop", "layer", "is_coef", "partial"])
-
-#: What :func:`finish_and_step` does with each block.
-FINISH = 1
-STEP = 2
-FINISH_AND_STEP = FINISH | STEP
 
 #: Entries per block; blocks never straddle layers.
 BLOCK_SIZE = 16384
@@ -71,10 +68,14 @@ def parameter_blocks(layer_units, coef_off, intercept_off):
 
 
 @jit(from_python=False)
-def _update_block(
-    b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
-):
-    """Finish and/or step block ``b``; its partial sums go to ``blocks.partial[b]``."""
+def _update_block(b, finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+                  n_chunks, params, grad, alpha, inv_sw, opt, scale):  # fmt: skip
+    """Finish and/or step block ``b``; its partial sums go to ``blocks.partial[b]``.
+
+    The switches are ``True`` or ``None`` (see :func:`finish_and_step`); numba
+    prunes the branches of those that are ``None``, so a configuration
+    compiles one loop.
+    """
     lo = blocks.start[b]
     hi = blocks.stop[b]
     m = hi - lo
@@ -83,126 +84,116 @@ def _update_block(
     # Raw gradient: the chunk sums, added in chunk order.  One chunk is read in
     # place; ``chunk_grads[0]`` may be ``grad`` itself.
     raw = chunk_grads[0, lo:hi]
-    if mode & FINISH and n_chunks > 1:
-        raw = g
-        first = chunk_grads[0, lo:hi]
-        for k in range(m):
-            g[k] = first[k]
-        for c in range(1, n_chunks):
-            other = chunk_grads[c, lo:hi]
+    if step_only is None:
+        if n_chunks > 1:
+            raw = g
+            first = chunk_grads[0, lo:hi]
             for k in range(m):
-                g[k] += other[k]
+                g[k] = first[k]
+            for c in range(1, n_chunks):
+                other = chunk_grads[c, lo:hi]
+                for k in range(m):
+                    g[k] += other[k]
     a = alpha if blocks.is_coef[b] else 0.0  # intercepts are not penalised
     sq_w = 0.0
     sq_g = 0.0
     s1 = opt.state_1[lo:hi]
-    if mode == FINISH:
+    if finish_only is not None:
         for k in range(m):
             wk = w[k]
             gk = (raw[k] + a * wk) * inv_sw
             sq_w += wk * wk
             sq_g += gk * gk
             g[k] = gk
-    elif mode == STEP:
-        if opt.solver == ADAM:
+    if step_only is not None:  # along scale * grad
+        if adam is not None:
             s2 = opt.state_2[lo:hi]
             lr_t, b1, b2, eps = adam_hyper(opt.hyper)
             for k in range(m):
                 w[k], s1[k], s2[k] = adam_entry(
                     w[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
                 )
-        else:
+        if sgd is not None:
             lr, mu, nesterov = sgd_hyper(opt.hyper)
             for k in range(m):
                 w[k], s1[k] = sgd_entry(w[k], s1[k], scale * g[k], lr, mu, nesterov)
-    elif opt.solver == ADAM:
-        # FINISH_AND_STEP: each entry read and written once; the finished
-        # gradient is not stored (``grad`` is scratch here): one stream less.
-        s2 = opt.state_2[lo:hi]
-        lr_t, b1, b2, eps = adam_hyper(opt.hyper)
-        for k in range(m):
-            wk = w[k]
-            gk = (raw[k] + a * wk) * inv_sw
-            sq_w += wk * wk
-            sq_g += gk * gk
-            w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
-    else:
-        lr, mu, nesterov = sgd_hyper(opt.hyper)
-        for k in range(m):
-            wk = w[k]
-            gk = (raw[k] + a * wk) * inv_sw
-            sq_w += wk * wk
-            sq_g += gk * gk
-            w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
+    if fused is not None:
+        # Finish and step: each entry read and written once; the finished
+        # gradient is not stored (``grad`` is scratch here).
+        if adam is not None:
+            s2 = opt.state_2[lo:hi]
+            lr_t, b1, b2, eps = adam_hyper(opt.hyper)
+            for k in range(m):
+                wk = w[k]
+                gk = (raw[k] + a * wk) * inv_sw
+                sq_w += wk * wk
+                sq_g += gk * gk
+                w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
+        if sgd is not None:
+            lr, mu, nesterov = sgd_hyper(opt.hyper)
+            for k in range(m):
+                wk = w[k]
+                gk = (raw[k] + a * wk) * inv_sw
+                sq_w += wk * wk
+                sq_g += gk * gk
+                w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
     blocks.partial[b, 0] = sq_w if blocks.is_coef[b] else 0.0
     blocks.partial[b, 1] = sq_g
 
 
 @jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
-def _blocks_in_parallel(
-    mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale
-):
+def _blocks_in_parallel(finish_only, step_only, fused, adam, sgd, blocks,
+                        chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
+                        scale):  # fmt: skip
     for b in prange(blocks.start.shape[0]):
         call_separately(
             _update_block,
-            (
-                np.int64(b),  # prange's index is unsigned: reuse the serial signature
-                mode,
-                blocks,
-                chunk_grads,
-                n_chunks,
-                params,
-                grad,
-                alpha,
-                inv_sw,
-                opt,
-                scale,
-            ),
-        )
+            # prange's index is unsigned: reuse the serial signature
+            (np.int64(b), finish_only, step_only, fused, adam, sgd, blocks,
+             chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale),
+        )  # fmt: skip
 
 
 @jit(opt=ORCHESTRATOR)
-def finish_and_step(
-    mode,
-    blocks,
-    chunk_grads,
-    n_chunks,
-    params,
-    grad,
-    alpha,
-    inv_sw,
-    opt,
-    scale,
-    layer_sq,
-    parallel,
-):
+def finish_and_step(finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+                    n_chunks, params, grad, alpha, inv_sw, opt, scale, layer_sq,
+                    parallel):  # fmt: skip
     """One block-wise pass over the parameters: finish the gradient and/or step.
 
-    ``mode`` is ``FINISH`` (``grad`` receives the normalised gradient of
-    the ``n_chunks`` raw gradients in ``chunk_grads``), ``STEP`` (step along
-    ``scale * grad``) or ``FINISH_AND_STEP`` (both, fused).  ``parallel`` is
-    ``None`` (blocks in order) or ``True`` (blocks in parallel; compiled only
-    when a network is large enough to use it).  After a finish, ``layer_sq[l]``
-    holds the squared L2 norm of layer ``l``'s coefficient gradient and
-    ``(||W||^2, ||grad||^2)`` is returned.
+    What the pass does is chosen by switches, each ``True`` or ``None``, and
+    a configuration compiles only the code its switches leave in: numba
+    prunes a branch ``if switch is not None:`` before compiling when the
+    switch is ``None`` (a ``True`` prunes nothing, so each alternative has a
+    switch of its own).  Exactly one of
+
+    * ``finish_only``: ``grad`` receives the normalised gradient of the
+      ``n_chunks`` raw gradients in ``chunk_grads``;
+    * ``step_only``: step along ``scale * grad``;
+    * ``fused``: finish and step in one pass (``grad`` is then scratch);
+
+    and, when stepping, one of ``adam`` and ``sgd`` is ``True``.
+    ``parallel`` runs the blocks in parallel (only networks large enough to
+    gain use it).  Unless ``step_only``, ``layer_sq[l]`` then holds the
+    squared L2 norm of layer ``l``'s
+    coefficient gradient and ``(||W||^2, ||grad||^2)`` is returned.
     """
     n_blocks = blocks.start.shape[0]
     if parallel is None:
         for b in range(n_blocks):
             call_separately(
                 _update_block,
-                (b, mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw,
-                 opt, scale),
+                (b, finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+                 n_chunks, params, grad, alpha, inv_sw, opt, scale),
             )  # fmt: skip
     else:
         call_separately(
             _blocks_in_parallel,
-            (mode, blocks, chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
-             scale),
+            (finish_only, step_only, fused, adam, sgd, blocks, chunk_grads, n_chunks,
+             params, grad, alpha, inv_sw, opt, scale),
         )  # fmt: skip
     sq_w = 0.0
     sq_g = 0.0
-    if mode & FINISH:
+    if step_only is None:
         layer_sq[:] = 0.0
         for b in range(n_blocks):
             sq_w += blocks.partial[b, 0]

@@ -13,7 +13,9 @@ from ._update import PARALLEL_MIN_PARAMS
 _N_ROWS = 300
 
 
-def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
+def warm_cache(
+    dtypes=("float64",), sparse=False, dropout=False, clipping=False, verbose=False
+):
     """Compile (or load) the kernels of every training configuration.
 
     Numba compiles fastbp's kernels the first time a configuration needs them
@@ -24,10 +26,11 @@ def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
     the same cache directory then load every kernel they need.
 
     Each dtype and input kind named compiles the kernels of mini-batch
-    training (batches of one chunk and of several chunks run in parallel),
-    online learning (``batch_size=1``), the full-batch solvers (``lbfgs`` and
-    ``cg``), networks large enough to update their weights in parallel, and
-    prediction.  Kernels already in the cache are loaded, not compiled.
+    training with ``adam`` and ``sgd`` (batches of one chunk and of several
+    chunks run in parallel), online learning (``batch_size=1``), the
+    full-batch solvers (``lbfgs`` and ``cg``), networks large enough to update
+    their weights in parallel, and prediction.  Kernels already in the cache
+    are loaded, not compiled.
 
     Parameters
     ----------
@@ -38,6 +41,9 @@ def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
     dropout : bool, default=False
         Also compile the kernels of training with ``dropout`` (any rate above
         0 uses the same kernels).
+    clipping : bool, default=False
+        Also compile the kernels of training with gradient clipping
+        (``max_grad_norm``; any threshold uses the same kernels).
     verbose : bool, default=False
         Print what is compiled and how long it took.
 
@@ -64,6 +70,8 @@ def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
         raise TypeError(f"sparse must be a bool, got {sparse!r}.")
     if not isinstance(dropout, bool):
         raise TypeError(f"dropout must be a bool, got {dropout!r}.")
+    if not isinstance(clipping, bool):
+        raise TypeError(f"clipping must be a bool, got {clipping!r}.")
 
     rng = np.random.RandomState(0)
     # Wide enough input that one hidden layer of 400 units reaches the
@@ -71,20 +79,24 @@ def warm_cache(dtypes=("float64",), sparse=False, dropout=False, verbose=False):
     n_features = PARALLEL_MIN_PARAMS // 400 + 1
     X = rng.standard_normal((_N_ROWS, n_features))
     y = np.arange(_N_ROWS) % 3
-    configurations = [
+    # Each stochastic configuration compiles its own epoch kernel: the
+    # optimizer, clipping, dropout and what runs in parallel are compiled in.
+    stochastic = [
         dict(hidden_layer_sizes=(4,), batch_size=200),  # chunks in parallel
         dict(hidden_layer_sizes=(4,), batch_size=1),  # online, one chunk
         dict(hidden_layer_sizes=(400,), batch_size=200),  # parallel update
         dict(hidden_layer_sizes=(400,), batch_size=1),
+    ]
+    stochastic = [dict(p, solver=s) for s in ("adam", "sgd") for p in stochastic]
+    if clipping:
+        stochastic += [dict(p, max_grad_norm=1.0) for p in stochastic]
+    if dropout:
+        stochastic += [dict(p, dropout=0.5) for p in stochastic]
+    configurations = [
+        *stochastic,
         dict(hidden_layer_sizes=(4,), solver="lbfgs"),
         dict(hidden_layer_sizes=(400,), solver="lbfgs"),
     ]
-    if dropout:  # the stochastic configurations again, with dropout compiled in
-        configurations += [
-            dict(params, dropout=0.5)
-            for params in configurations
-            if params.get("solver") != "lbfgs"
-        ]
     with counting_compiles() as counter:
         for dtype in names:
             inputs = [("dense", X.astype(dtype))]

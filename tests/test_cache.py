@@ -237,7 +237,10 @@ _USER_FITS = _COUNT_COMPILES + textwrap.dedent(
         for Xk in (X, sp.csr_matrix(X)):
             for params in ({}, {"batch_size": 1, "solver": "sgd"},
                            {"solver": "cg"}, {"early_stopping": True},
-                           {"dropout": 0.2}, {"dropout": [0.1], "batch_size": 1}):
+                           {"dropout": 0.2}, {"dropout": [0.1], "batch_size": 1},
+                           {"solver": "sgd", "nesterovs_momentum": False},
+                           {"max_grad_norm": 1.0},
+                           {"max_grad_norm": 0.5, "dropout": 0.1, "solver": "sgd"}):
                 fastbp.MLPClassifier(max_iter=2, random_state=0, **params).fit(
                     Xk, y
                 ).predict_proba(Xk)
@@ -247,7 +250,8 @@ _USER_FITS = _COUNT_COMPILES + textwrap.dedent(
 )
 
 _WARM = (
-    "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True, dropout=True))"
+    "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True, dropout=True, "
+    "clipping=True))"
 )
 
 
@@ -266,6 +270,8 @@ def test_warm_cache_rejects_bad_arguments():
         fastbp.warm_cache(sparse="yes")
     with pytest.raises(TypeError, match="dropout must be a bool"):
         fastbp.warm_cache(dropout=0.2)
+    with pytest.raises(TypeError, match="clipping must be a bool"):
+        fastbp.warm_cache(clipping=1.0)
 
 
 _FIT_AND_REPORT = textwrap.dedent(

@@ -30,7 +30,7 @@ from fastbp._optimizers import (
     LearningRateSchedule,
     adam_learning_rate,
 )
-from fastbp._update import STEP, Optimizer, finish_and_step, parameter_blocks
+from fastbp._update import Optimizer, finish_and_step, parameter_blocks
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
@@ -46,9 +46,10 @@ def kernel_step(solver, hyper, p, g, state_1, state_2):
     s2 = (
         np.concatenate([state_2, np.zeros(p.size, p.dtype)]) if state_2.size else s1[:0]
     )
-    opt = Optimizer(np.int64(solver), hyper, s1, s2)
-    finish_and_step(np.int64(STEP), blocks, grad[None, :], np.int64(0), params, grad,
-                    0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
+    opt = Optimizer(hyper, s1, s2)
+    adam, sgd = (True, None) if solver == ADAM else (None, True)
+    finish_and_step(None, True, None, adam, sgd, blocks, grad[None, :], np.int64(0),
+                    params, grad, 0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
     n = p.size
     return params[:n], s1[:n], s2[:n]
 

@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -219,7 +220,8 @@ PROCESS_NOTE = (
     "gridsearch-warm: GridSearchCV(n_jobs=2) over 12 candidates x 3 folds on "
     "float64, float32 and CSR digits, as a user's search script (loky workers "
     "start, import and load the kernels).  compiles: numba compilations in "
-    "that process (not its workers) or step."
+    "that process (not its workers) or step.  (contended): the GEMM probe around "
+    "the case, as for the epoch cases."
 )
 
 
@@ -246,8 +248,9 @@ def process_table(cases, results):
 
     for case in cases:
         fb_fit = _stage(results, case.name, "fastbp", case.job)
+        mark = " (contended)" if _contended(results, case.name) else ""
         add(
-            case.name,
+            case.name + mark,
             _get(results, case.name, "sklearn", "seconds"),
             _get(results, case.name, "fastbp", "seconds"),
             None if fb_fit is None else fb_fit[1],
@@ -256,7 +259,7 @@ def process_table(cases, results):
             sk = _stage(results, case.name, "sklearn", stage)
             fb = _stage(results, case.name, "fastbp", stage)
             add(
-                f"{case.name}: first {stage} fit",
+                f"{case.name}: first {stage} fit{mark}",
                 None if sk is None else sk[0],
                 None if fb is None else fb[0],
                 None if fb is None else fb[1],
@@ -383,18 +386,19 @@ def _jit_note(case, impl, compiled):
         )
 
 
-def _measure_uncontended(case, impls, probes, retries=1, **kwargs):
-    """:func:`measure_epoch_case`, re-measured while the machine is contended.
+def _measure_uncontended(case, measure, probes, retries=1):
+    """``measure()`` of ``case``, re-measured while the machine is contended.
 
     A GEMM probe before and after the case (the lower counts) far below the
     best probe of the run so far means other work shared the cores: the case
     runs again, up to ``retries`` times, and the least contended run counts.
+    Whole-process cases are probed in float64 like the epoch cases.
     """
-    dtype = np.dtype(case.dtype).type
+    dtype = np.dtype(getattr(case, "dtype", np.float64)).type
     best_run = None
     for attempt in range(1 + retries):
         before = gemm_probe(dtype)
-        by_impl = measure_epoch_case(case, impls, progress=progress, **kwargs)
+        by_impl = measure()
         after = gemm_probe(dtype)
         key = np.dtype(dtype).name
         probes[key] = max(probes.get(key, 0.0), before, after)
@@ -414,7 +418,7 @@ def _measure_uncontended(case, impls, probes, retries=1, **kwargs):
 
 
 def _mark_contended(results, cases, probes):
-    """Flag every epoch case whose probe was far below the run's best."""
+    """Flag every case whose probe was far below the run's best."""
     for case in cases:
         best = probes.get(np.dtype(getattr(case, "dtype", np.float64)).name)
         for res in results.get(case.name, {}).values():
@@ -461,22 +465,30 @@ def run(full, out_dir, repeats=3, seconds=None, plot=True):
         progress(f"({step}/{len(todo)}) {case.name}: {case.title}")
         case_impls = [i for i in impls if applicable(case, i) is None]
         if isinstance(case, bench_cases.ProcessCase):
-            results[case.name] = measure_process_case(
+            # a cold process compiles for ~15 s, a grid search runs ~10 s
+            n = (1 if case.cold or case.job != "fit" else repeats) + int(full)
+            results[case.name] = _measure_uncontended(
                 case,
-                case_impls,
-                # a cold process compiles for ~15 s, a grid search runs ~10 s
-                repeats=(1 if case.cold or case.job != "fit" else repeats) + int(full),
-                progress=progress,
+                partial(
+                    measure_process_case, case, case_impls, repeats=n, progress=progress
+                ),
+                probes,
             )
             continue
         for impl in case_impls:
             _jit_note(case, impl, compiled)
+        min_seconds = seconds if case.curve is None else seconds / 3
         results[case.name] = _measure_uncontended(
             case,
-            case_impls,
+            partial(
+                measure_epoch_case,
+                case,
+                case_impls,
+                progress=progress,
+                repeats=repeats,
+                min_seconds=min_seconds,
+            ),
             probes,
-            repeats=repeats,
-            min_seconds=seconds if case.curve is None else seconds / 3,
         )
 
     _mark_contended(results, todo, probes)

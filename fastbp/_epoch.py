@@ -131,13 +131,13 @@ def run_epoch(
         if max_grad_norm is None:
             sq_w, sq_g = call_separately(
                 finish_and_step,
-                (None, None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                (None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
         else:
             sq_w, sq_g = call_separately(
                 finish_and_step,
-                (True, None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                (True, None, None, None, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
             # Rescale to a global L2 norm of at most max_grad_norm, then step.
@@ -145,7 +145,7 @@ def run_epoch(
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
             call_separately(
                 finish_and_step,
-                (None, True, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
+                (None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks),
             )  # fmt: skip
         if adam is not None:

@@ -76,7 +76,7 @@ def loss_grad(
     # Typed constants, not literals: numba would compile a copy per literal.
     sq_w, _ = call_separately(
         finish_and_step,
-        (True, None, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
+        (True, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
          inv_sw, opt, 1.0, work.layer_sq, parallel_blocks),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw

@@ -68,13 +68,13 @@ def parameter_blocks(layer_units, coef_off, intercept_off):
 
 
 @jit(from_python=False)
-def _update_block(b, finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+def _update_block(b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
                   n_chunks, params, grad, alpha, inv_sw, opt, scale):  # fmt: skip
     """Finish and/or step block ``b``; its partial sums go to ``blocks.partial[b]``.
 
     The switches are ``True`` or ``None`` (see :func:`finish_and_step`); numba
     prunes the branches of those that are ``None``, so a configuration
-    compiles one loop.
+    compiles only its own statements of the loop.
     """
     lo = blocks.start[b]
     hi = blocks.stop[b]
@@ -98,64 +98,46 @@ def _update_block(b, finish_only, step_only, fused, adam, sgd, blocks, chunk_gra
     sq_w = 0.0
     sq_g = 0.0
     s1 = opt.state_1[lo:hi]
-    if finish_only is not None:
-        for k in range(m):
-            wk = w[k]
+    if adam is not None:
+        s2 = opt.state_2[lo:hi]
+        lr_t, b1, b2, eps = adam_hyper(opt.hyper)
+    if sgd is not None:
+        lr, mu, nesterov = sgd_hyper(opt.hyper)
+    # One loop for every mode: each entry is read and written once (a fused
+    # pass does not store the finished gradient; ``grad`` is scratch there).
+    for k in range(m):
+        wk = w[k]
+        if step_only is not None:  # along scale * grad, finished before
+            gk = scale * g[k]
+        else:
             gk = (raw[k] + a * wk) * inv_sw
             sq_w += wk * wk
             sq_g += gk * gk
+        if finish_only is not None:
             g[k] = gk
-    if step_only is not None:  # along scale * grad
         if adam is not None:
-            s2 = opt.state_2[lo:hi]
-            lr_t, b1, b2, eps = adam_hyper(opt.hyper)
-            for k in range(m):
-                w[k], s1[k], s2[k] = adam_entry(
-                    w[k], s1[k], s2[k], scale * g[k], lr_t, b1, b2, eps
-                )
+            w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
         if sgd is not None:
-            lr, mu, nesterov = sgd_hyper(opt.hyper)
-            for k in range(m):
-                w[k], s1[k] = sgd_entry(w[k], s1[k], scale * g[k], lr, mu, nesterov)
-    if fused is not None:
-        # Finish and step: each entry read and written once; the finished
-        # gradient is not stored (``grad`` is scratch here).
-        if adam is not None:
-            s2 = opt.state_2[lo:hi]
-            lr_t, b1, b2, eps = adam_hyper(opt.hyper)
-            for k in range(m):
-                wk = w[k]
-                gk = (raw[k] + a * wk) * inv_sw
-                sq_w += wk * wk
-                sq_g += gk * gk
-                w[k], s1[k], s2[k] = adam_entry(wk, s1[k], s2[k], gk, lr_t, b1, b2, eps)
-        if sgd is not None:
-            lr, mu, nesterov = sgd_hyper(opt.hyper)
-            for k in range(m):
-                wk = w[k]
-                gk = (raw[k] + a * wk) * inv_sw
-                sq_w += wk * wk
-                sq_g += gk * gk
-                w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
+            w[k], s1[k] = sgd_entry(wk, s1[k], gk, lr, mu, nesterov)
     blocks.partial[b, 0] = sq_w if blocks.is_coef[b] else 0.0
     blocks.partial[b, 1] = sq_g
 
 
 @jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
-def _blocks_in_parallel(finish_only, step_only, fused, adam, sgd, blocks,
+def _blocks_in_parallel(finish_only, step_only, adam, sgd, blocks,
                         chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
                         scale):  # fmt: skip
     for b in prange(blocks.start.shape[0]):
         call_separately(
             _update_block,
             # prange's index is unsigned: reuse the serial signature
-            (np.int64(b), finish_only, step_only, fused, adam, sgd, blocks,
+            (np.int64(b), finish_only, step_only, adam, sgd, blocks,
              chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale),
         )  # fmt: skip
 
 
 @jit(opt=ORCHESTRATOR)
-def finish_and_step(finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
                     n_chunks, params, grad, alpha, inv_sw, opt, scale, layer_sq,
                     parallel):  # fmt: skip
     """One block-wise pass over the parameters: finish the gradient and/or step.
@@ -164,17 +146,18 @@ def finish_and_step(finish_only, step_only, fused, adam, sgd, blocks, chunk_grad
     a configuration compiles only the code its switches leave in: numba
     prunes a branch ``if switch is not None:`` before compiling when the
     switch is ``None`` (a ``True`` prunes nothing, so each alternative has a
-    switch of its own).  Exactly one of
+    switch of its own).  At most one of
 
     * ``finish_only``: ``grad`` receives the normalised gradient of the
       ``n_chunks`` raw gradients in ``chunk_grads``;
     * ``step_only``: step along ``scale * grad``;
-    * ``fused``: finish and step in one pass (``grad`` is then scratch);
 
-    and, when stepping, one of ``adam`` and ``sgd`` is ``True``.
-    ``parallel`` runs the blocks in parallel (only networks large enough to
-    gain use it).  Unless ``step_only``, ``layer_sq[l]`` then holds the
-    squared L2 norm of layer ``l``'s
+    is ``True``; with both ``None`` the pass finishes and steps, fused (each
+    entry read and written once; ``grad`` is then scratch).  When stepping,
+    one of ``adam`` and ``sgd`` is ``True`` (both ``None`` with
+    ``finish_only``).  ``parallel`` runs the blocks in parallel (only
+    networks large enough to gain use it).  Unless ``step_only``,
+    ``layer_sq[l]`` then holds the squared L2 norm of layer ``l``'s
     coefficient gradient and ``(||W||^2, ||grad||^2)`` is returned.
     """
     n_blocks = blocks.start.shape[0]
@@ -182,13 +165,13 @@ def finish_and_step(finish_only, step_only, fused, adam, sgd, blocks, chunk_grad
         for b in range(n_blocks):
             call_separately(
                 _update_block,
-                (b, finish_only, step_only, fused, adam, sgd, blocks, chunk_grads,
+                (b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
                  n_chunks, params, grad, alpha, inv_sw, opt, scale),
             )  # fmt: skip
     else:
         call_separately(
             _blocks_in_parallel,
-            (finish_only, step_only, fused, adam, sgd, blocks, chunk_grads, n_chunks,
+            (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
              params, grad, alpha, inv_sw, opt, scale),
         )  # fmt: skip
     sq_w = 0.0

@@ -48,7 +48,7 @@ def kernel_step(solver, hyper, p, g, state_1, state_2):
     )
     opt = Optimizer(hyper, s1, s2)
     adam, sgd = (True, None) if solver == ADAM else (None, True)
-    finish_and_step(None, True, None, adam, sgd, blocks, grad[None, :], np.int64(0),
+    finish_and_step(None, True, adam, sgd, blocks, grad[None, :], np.int64(0),
                     params, grad, 0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
     n = p.size
     return params[:n], s1[:n], s2[:n]

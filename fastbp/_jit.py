@@ -38,6 +38,7 @@ avoided (:func:`_harden_cache`):
 """
 
 import copy
+import functools
 import gc
 import hashlib
 import importlib
@@ -138,15 +139,9 @@ def _load_overload(self, sig, target_context):
     # None when the guard swallowed an I/O error: numba then compiles
 
 
-_light_cache_classes = {}
-
-
+@functools.cache
 def _light_cache_class(cls):
-    light = _light_cache_classes.get(cls)
-    if light is None:
-        light = type(cls.__name__, (cls,), {"load_overload": _load_overload})
-        _light_cache_classes[cls] = light
-    return light
+    return type(cls.__name__, (cls,), {"load_overload": _load_overload})
 
 
 def _harden_cache(dispatcher):

@@ -18,7 +18,7 @@ that CI runs every case, every code path, in seconds.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -236,22 +236,20 @@ def _headline_cases(smoke):
         "hidden_layer_sizes": pick((512, 512), (64, 64)),
         "batch_size": pick(256, 64),
     }
+    digits_adam = EpochCase(
+        "digits-adam",
+        "digits 64-100-10, adam, batch 200",
+        digits,
+        {"hidden_layer_sizes": (100,), "batch_size": 200},
+        n_epochs=pick(20, 2),
+        quick=True,
+    )
     return [
-        EpochCase(
-            "digits-adam",
-            "digits 64-100-10, adam, batch 200",
-            digits,
-            {"hidden_layer_sizes": (100,), "batch_size": 200},
-            n_epochs=pick(20, 2),
-            quick=True,
-        ),
-        EpochCase(
-            "digits-adam-dropout",
-            "digits 64-100-10, adam, batch 200, dropout 0.2 (fastbp only)",
-            digits,
-            {"hidden_layer_sizes": (100,), "batch_size": 200},
-            n_epochs=pick(20, 2),
-            quick=True,
+        digits_adam,
+        replace(
+            digits_adam,
+            name="digits-adam-dropout",
+            title=f"{digits_adam.title}, dropout 0.2 (fastbp only)",
             fastbp_params={"dropout": 0.2},
         ),
         EpochCase(

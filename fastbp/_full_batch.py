@@ -27,7 +27,7 @@ def _add_into(total, part):
         total[k] += part[k]
 
 
-@jit(opt=ORCHESTRATOR)
+@jit(opt=ORCHESTRATOR, allocates=True)
 def loss_grad(
     data,
     net,

@@ -12,6 +12,9 @@ error model and the floating-point flags are the same everywhere:
   ``ninf``.  Those two would let LLVM delete ``isfinite`` checks, and fastbp
   relies on them to detect divergence inside the epoch kernel.
 * ``nogil=True``: two Python threads may train two models at once.
+* no reference counting (numba's NRT) unless a kernel allocates or runs a
+  parallel region: kernels work in memory passed in from Python, and NRT
+  makes every array slice an atomic increment and decrement.
 
 Where numba finds no writable cache location at all, kernels are compiled in
 memory instead (with one ``RuntimeWarning``), so fastbp still imports.
@@ -253,7 +256,7 @@ def _at_opt_level(dispatcher, level, parallel):
     return dispatcher
 
 
-def jit(*, parallel=False, opt=LEAF, from_python=True):
+def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False):
     """Return numba's ``njit`` decorator configured with fastbp's policy.
 
     Parameters
@@ -269,6 +272,13 @@ def jit(*, parallel=False, opt=LEAF, from_python=True):
         other kernels passes ``False``: numba then compiles no Python (and no
         C) entry wrapper for it, which for a kernel taking bundles of arrays
         is a large share of its compile time.
+    allocates : bool, default=False
+        Whether the kernel allocates arrays.  Kernels work in memory that
+        Python allocated and passed in, so by default they are compiled
+        without numba's reference counting (NRT): every array slice would
+        otherwise cost an atomic increment and decrement.  Kernels that
+        allocate, and ``parallel`` ones (numba's parallel regions allocate
+        their schedules), keep it.
 
     Returns
     -------
@@ -285,6 +295,11 @@ def jit(*, parallel=False, opt=LEAF, from_python=True):
     )
     if not from_python:
         options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+    if not (parallel or allocates):
+        # No reference counting (numba's NRT): a kernel that allocates nothing
+        # needs none, and an atomic incref/decref for every array slice made
+        # was ~10% of an online (batch_size=1) epoch.
+        options.update(_nrt=False)
 
     def decorate(func):
         try:

@@ -697,3 +697,36 @@ def test_grid_search_on_ray_equals_loky():
     on_loky = search("loky")
     np.testing.assert_array_equal(on_ray["mean_test_score"], on_loky["mean_test_score"])
     assert np.ptp(on_loky["mean_test_score"]) > 0  # the grid matters
+
+
+@pytest.mark.parametrize(
+    "y, classes",
+    [
+        (np.array([3, 1, 2, 3, 1]), None),  # multiclass ints
+        (np.array(["b", "a", "c", "a"], dtype=object), None),  # strings
+        (np.array(["no", "yes", "yes"]), None),  # binary strings
+        (np.array([1.0, -1.0, 1.0, 2.0]), None),  # float labels
+        (np.array([7, 7, 9]), None),  # binary ints
+        (np.array([1, 3]), np.array([1, 2, 3])),  # partial_fit: classes given
+        (np.array([True, False, True]), None),  # booleans
+        (np.array([[0, 1], [1, 1], [1, 0]]), None),  # multilabel: the binarizer
+    ],
+)
+def test_target_encoding_is_the_label_binarizers(y, classes):
+    # The indicator matrix of every fit's target, built from the sorted
+    # classes directly for single-column labels: scikit-learn's
+    # LabelBinarizer is the oracle, for fit and for partial_fit's classes.
+    from sklearn.preprocessing import LabelBinarizer
+
+    clf = fastbp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=1)
+    X = np.arange(2.0 * len(y)).reshape(len(y), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if classes is None:
+            clf.fit(X, y)
+        else:
+            clf.partial_fit(X, y, classes=classes)
+    want = LabelBinarizer().fit(y if classes is None else classes).transform(y)
+    got = clf._encode_target(y)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, want.astype(bool))

@@ -21,15 +21,21 @@ gelu            ``z Phi(z)``                     ``Phi(z) + z phi(z)`` (needs z)
 GELU is the one activation whose derivative cannot be recovered from its
 output (it is not monotonic), so only GELU layers cache the pre-activation.
 
-The kernels dispatch on an integer code per layer; :data:`HIDDEN_ACTIVATIONS`
-maps the public names to those codes.
+Each activation is a pair of small kernels, ``<name>_forward`` and
+``<name>_derivative``.  :data:`HIDDEN_ACTIVATIONS` maps the public names to
+integer codes, and the tables :data:`FORWARD` and :data:`DERIVATIVE` map
+codes to kernels: a network holds the addresses of its layers' kernels, and
+the training kernels call them through those (:class:`fastbp._jit.KernelTable`),
+so only the activations a process uses are ever compiled.
 """
 
 import math
 
+import numba
 import numpy as np
+from numba.core import types as _numba_types
 
-from ._jit import jit
+from ._jit import KernelTable, jit
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -62,81 +68,165 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@jit()
-def activation_forward(code, z, zpre):
-    """Apply the activation ``code`` to the flat block ``z`` in place.
-
-    ``zpre`` receives a copy of the pre-activation for GELU layers and is not
-    touched otherwise (pass an empty array).
-    """
-    m = z.shape[0]
-    if code == LOGISTIC:
-        for k in range(m):
-            z[k] = 1.0 / (1.0 + math.exp(-z[k]))
-    elif code == TANH:
-        for k in range(m):
-            z[k] = math.tanh(z[k])
-    elif code == RELU:
-        for k in range(m):
-            if not z[k] > 0.0:
-                z[k] = 0.0
-    elif code == LEAKY_RELU:
-        for k in range(m):
-            if not z[k] > 0.0:
-                z[k] *= LEAKY_SLOPE
-    elif code == ELU:
-        for k in range(m):
-            if not z[k] > 0.0:
-                z[k] = math.expm1(z[k])
-    elif code == SOFTPLUS:
-        for k in range(m):
-            v = z[k]
-            # log(1 + e^v) = max(v, 0) + log1p(e^-|v|), overflow-free
-            z[k] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
-    elif code == GELU:
-        for k in range(m):
-            v = z[k]
-            zpre[k] = v
-            z[k] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
-    # IDENTITY: nothing to do
+def _vector(dtype):
+    return _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
 
 
-@jit()
-def activation_derivative_from_output(code, y, zpre, delta):
-    """Multiply the flat block ``delta`` in place by ``f'(z)``, from the output ``y``.
+def _forward_argtypes(dtype):
+    """``(z, zpre)``: the flat block, the GELU pre-activation cache."""
+    return (_vector(dtype), _vector(dtype))
 
-    ``zpre`` is read for GELU only.
-    """
-    m = delta.shape[0]
-    if code == LOGISTIC:
-        for k in range(m):
-            delta[k] *= y[k] * (1.0 - y[k])
-    elif code == TANH:
-        for k in range(m):
-            delta[k] *= 1.0 - y[k] * y[k]
-    elif code == RELU:
-        for k in range(m):
-            if not y[k] > 0.0:
-                delta[k] = 0.0
-    elif code == LEAKY_RELU:
-        for k in range(m):
-            if not y[k] > 0.0:
-                delta[k] *= LEAKY_SLOPE
-    elif code == ELU:
-        for k in range(m):
-            if not y[k] > 0.0:
-                delta[k] *= y[k] + 1.0
-    elif code == SOFTPLUS:
-        for k in range(m):
-            # sigmoid(z) = 1 - e^(-softplus(z)), precise near y = 0
-            delta[k] *= -math.expm1(-y[k])
-    elif code == GELU:
-        for k in range(m):
-            v = zpre[k]
-            cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
-            pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
-            delta[k] *= cdf + v * pdf
-    # IDENTITY: f' = 1
+
+def _derivative_argtypes(dtype):
+    """``(y, zpre, delta)``: the block's outputs, GELU cache, its delta."""
+    return (_vector(dtype), _vector(dtype), _vector(dtype))
+
+
+# Each activation is a pair of kernels: ``*_forward(z, zpre)`` applies it to
+# the flat block ``z`` in place (GELU also copies ``z`` into ``zpre``; the
+# others leave the empty ``zpre`` alone), ``*_derivative(y, zpre, delta)``
+# multiplies ``delta`` in place by f'(z), from the output ``y`` (GELU: from
+# ``zpre``).
+
+
+@jit(from_python=False)
+def identity_forward(z, zpre):
+    pass
+
+
+@jit(from_python=False)
+def identity_derivative(y, zpre, delta):
+    pass  # f' = 1
+
+
+@jit(from_python=False)
+def logistic_forward(z, zpre):
+    for k in range(z.shape[0]):
+        z[k] = 1.0 / (1.0 + math.exp(-z[k]))
+
+
+@jit(from_python=False)
+def logistic_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        delta[k] *= y[k] * (1.0 - y[k])
+
+
+@jit(from_python=False)
+def tanh_forward(z, zpre):
+    for k in range(z.shape[0]):
+        z[k] = math.tanh(z[k])
+
+
+@jit(from_python=False)
+def tanh_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        delta[k] *= 1.0 - y[k] * y[k]
+
+
+@jit(from_python=False)
+def relu_forward(z, zpre):
+    for k in range(z.shape[0]):
+        if not z[k] > 0.0:
+            z[k] = 0.0
+
+
+@jit(from_python=False)
+def relu_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        if not y[k] > 0.0:
+            delta[k] = 0.0
+
+
+@jit(from_python=False)
+def leaky_relu_forward(z, zpre):
+    for k in range(z.shape[0]):
+        if not z[k] > 0.0:
+            z[k] *= LEAKY_SLOPE
+
+
+@jit(from_python=False)
+def leaky_relu_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        if not y[k] > 0.0:
+            delta[k] *= LEAKY_SLOPE
+
+
+@jit(from_python=False)
+def elu_forward(z, zpre):
+    for k in range(z.shape[0]):
+        if not z[k] > 0.0:
+            z[k] = math.expm1(z[k])
+
+
+@jit(from_python=False)
+def elu_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        if not y[k] > 0.0:
+            delta[k] *= y[k] + 1.0
+
+
+@jit(from_python=False)
+def softplus_forward(z, zpre):
+    for k in range(z.shape[0]):
+        v = z[k]
+        # log(1 + e^v) = max(v, 0) + log1p(e^-|v|), overflow-free
+        z[k] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@jit(from_python=False)
+def softplus_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        # sigmoid(z) = 1 - e^(-softplus(z)), precise near y = 0
+        delta[k] *= -math.expm1(-y[k])
+
+
+@jit(from_python=False)
+def gelu_forward(z, zpre):
+    for k in range(z.shape[0]):
+        v = z[k]
+        zpre[k] = v
+        z[k] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+
+
+@jit(from_python=False)
+def gelu_derivative(y, zpre, delta):
+    for k in range(delta.shape[0]):
+        v = zpre[k]
+        cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+        pdf = _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        delta[k] *= cdf + v * pdf
+
+
+#: Code -> forward kernel, called by address from the training kernels.
+FORWARD = KernelTable(
+    _forward_argtypes,
+    _numba_types.none,
+    {
+        IDENTITY: identity_forward,
+        LOGISTIC: logistic_forward,
+        TANH: tanh_forward,
+        RELU: relu_forward,
+        LEAKY_RELU: leaky_relu_forward,
+        ELU: elu_forward,
+        SOFTPLUS: softplus_forward,
+        GELU: gelu_forward,
+    },
+)
+#: Code -> derivative kernel, called by address from the training kernels.
+DERIVATIVE = KernelTable(
+    _derivative_argtypes,
+    _numba_types.none,
+    {
+        IDENTITY: identity_derivative,
+        LOGISTIC: logistic_derivative,
+        TANH: tanh_derivative,
+        RELU: relu_derivative,
+        LEAKY_RELU: leaky_relu_derivative,
+        ELU: elu_derivative,
+        SOFTPLUS: softplus_derivative,
+        GELU: gelu_derivative,
+    },
+)
 
 
 def activation_codes(names):

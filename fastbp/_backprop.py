@@ -39,10 +39,10 @@ from collections import namedtuple
 import numpy as np
 from numba import prange
 
-from ._activations import GELU, activation_derivative_from_output, activation_forward
-from ._jit import ORCHESTRATOR, call_separately, jit
+from ._activations import DERIVATIVE, FORWARD, GELU
+from ._jit import ORCHESTRATOR, call_at, call_separately, jit
 from ._linalg import matmul, matmul_nt, matmul_tn
-from ._losses import output_activation, output_loss_and_delta
+from ._losses import DELTA, OUTPUT
 
 #: The training data as the kernels read it.  Dense input is ``X`` (C order)
 #: and ``is_sparse`` is ``None``; sparse CSR input is
@@ -53,11 +53,28 @@ Data = namedtuple(
     "Data", ["X", "X_data", "X_indices", "X_indptr", "is_sparse", "Y", "sample_weight"]
 )
 
-#: A network's structure: ``layer_units`` (``[n_features, *hidden, n_out]``),
-#: the offsets of each layer's coefficients and intercepts in the flat
-#: parameter vector, the activation code of each hidden layer and the loss code.
+#: A network as the kernels see it, for one dtype: ``layer_units``
+#: (``[n_features, *hidden, n_out]``), the offsets of each layer's
+#: coefficients and intercepts in the flat parameter vector, the addresses of
+#: each hidden layer's activation kernels (``act_forward``,
+#: ``act_derivative``: :data:`fastbp._activations.FORWARD` and ``DERIVATIVE``)
+#: and of the loss's kernels (``loss_output``, ``loss_delta``:
+#: :data:`fastbp._losses.OUTPUT` and ``DELTA``), and whether the loss value is
+#: the one scikit-learn reports (``reported``).  Addresses are valid in this
+#: process only: :class:`fastbp._network.Network` makes a ``Net`` when a call
+#: needs one.
 Net = namedtuple(
-    "Net", ["layer_units", "coef_off", "intercept_off", "hidden_acts", "loss_code"]
+    "Net",
+    [
+        "layer_units",
+        "coef_off",
+        "intercept_off",
+        "act_forward",
+        "act_derivative",
+        "loss_output",
+        "loss_delta",
+        "reported",
+    ],
 )
 
 #: Scratch space for the chunks of one batch: one flat workspace row per chunk
@@ -77,6 +94,13 @@ Workspace = namedtuple(
 #: across epochs and calls.  Kernels take ``None`` instead when no layer drops
 #: units, which prunes the dropout code.
 Dropout = namedtuple("Dropout", ["rates", "seed", "epoch"])
+
+# The prototypes the kernels name to call a network's activation and loss
+# kernels by address (numba resolves module globals, not attributes).
+_FORWARD_CALL = FORWARD.prototype
+_DERIVATIVE_CALL = DERIVATIVE.prototype
+_DELTA_CALL = DELTA.prototype
+_OUTPUT_CALL = OUTPUT.prototype
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -218,9 +242,7 @@ def forward(data, net, params, rows, ws, a_off, z_off, sparse, dropout):
             zpre = ws[0:0]
             if z_off[l + 1] >= 0:
                 zpre = ws[z_off[l + 1] : z_off[l + 1] + n * fo]
-            call_separately(
-                activation_forward, (net.hidden_acts[l], ws[out : out + n * fo], zpre)
-            )
+            call_at(net.act_forward[l], _FORWARD_CALL, (ws[out : out + n * fo], zpre))
             if dropout is not None:
                 rate = dropout.rates[l + 1]
                 if rate > 0.0:
@@ -244,7 +266,7 @@ def chunk_loss_grad(
     Writes the chunk's *unnormalised* gradient ``sum_i w_i dloss_i/dparams``
     into ``grad`` (every entry is overwritten) and returns ``sum_i w_i loss_i``.
     The matched loss/activation pair gives the output delta
-    ``w_i * (y_hat_i - y_i)`` (:func:`fastbp._losses.output_loss_and_delta`).
+    ``w_i * (y_hat_i - y_i)`` (the network's ``loss_delta`` kernel).
     ``sparse`` is ``data.is_sparse``.  With ``dropout`` (a :class:`Dropout`,
     else ``None``) the gradient is that of the thinned network: the chain
     rule multiplies each hidden delta by the unit's mask times
@@ -260,16 +282,17 @@ def chunk_loss_grad(
     L = units.shape[0] - 1
     n_out = units[L]
     out = a_off[L]
-    loss_sum = call_separately(
-        output_loss_and_delta,
+    loss_sum = call_at(
+        net.loss_delta,
+        _DELTA_CALL,
         (
-            net.loss_code,
             ws[out : out + n * n_out],
             n_out,
             data.Y,
             data.sample_weight,
             rows,
             ws[d_off[0] : d_off[0] + n * n_out],
+            net.reported,
         ),
     )
     cur = 0
@@ -315,14 +338,10 @@ def chunk_loss_grad(
                     a = ws[a_off[l] + i * fi : a_off[l] + (i + 1) * fi]
                     for j in range(fi):
                         a[j] *= keep
-        call_separately(
-            activation_derivative_from_output,
-            (
-                net.hidden_acts[l - 1],
-                ws[a_off[l] : a_off[l] + n * fi],
-                zpre,
-                ws[below : below + n * fi],
-            ),
+        call_at(
+            net.act_derivative[l - 1],
+            _DERIVATIVE_CALL,
+            (ws[a_off[l] : a_off[l] + n * fi], zpre, ws[below : below + n * fi]),
         )
         if dropout is not None:
             if rate > 0.0:
@@ -410,7 +429,7 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
             (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None),
         )
         z = ws[a_off[L] : a_off[L] + rows.shape[0] * n_out]
-        call_separately(output_activation, (net.loss_code, z, n_out))
+        call_at(net.loss_output, _OUTPUT_CALL, (z, n_out))
         for i in range(rows.shape[0]):
             o = out[start + i]
             for j in range(n_out):

@@ -54,13 +54,16 @@ import llvmlite.binding as _llvm
 import numba
 import numba.core.event as _numba_event
 import numba.extending as _numba_extending
+from numba.core import cgutils as _numba_cgutils
 from numba.core import config as _numba_config
+from numba.core import errors as _numba_errors
 from numba.core import types as _numba_types
 from numba.core.caching import IndexDataCacheFile
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.errors import NumbaPerformanceWarning
 from numba.core.funcdesc import default_mangler as _numba_mangler
 from numba.core.runtime import rtsys as _nrt_runtime
+from numba.np.numpy_support import as_dtype as _numba_as_dtype
 
 from ._blas_pools import kernel_blas
 
@@ -569,3 +572,119 @@ def call_separately(kernel, args):
 
 if not numba.config.DISABLE_JIT:
     call_separately = _call_separately  # noqa: F811
+
+
+class KernelTable:
+    """Kernels of one signature, one per code, chosen by a network at run time.
+
+    The activation of each hidden layer and the loss are data of the network,
+    not of the kernels: the kernels that run a network call the chosen member
+    through its address (:func:`call_at`), so that one compiled epoch serves
+    every activation and loss, and a process compiles only the members its
+    networks use (a kernel holding every member's loops behind a run-time
+    switch compiled them all: ~1-2 s of each first fit of a dtype).
+
+    Parameters
+    ----------
+    argtypes : callable
+        ``argtypes(dtype)``: the numba argument types of every member for a
+        float dtype; callers pass exactly these types.
+    restype : numba type
+        What every member returns.
+    kernels : dict
+        Code -> kernel made by :func:`jit` (``from_python=False``).  The
+        member of the smallest code is the table's ``prototype``: callers
+        name it to :func:`call_at`, which types the call by the table's
+        signature (nothing is compiled for it).
+
+    """
+
+    def __init__(self, argtypes, restype, kernels):
+        self.argtypes = argtypes
+        self.restype = restype
+        self.kernels = dict(kernels)
+        self.prototype = self.kernels[min(self.kernels)]
+        self.prototype.fastbp_signature = (argtypes, restype)
+
+    def address(self, code, dtype):
+        """Address of member ``code`` compiled (or loaded) for ``dtype``."""
+        kernel = self.kernels[int(code)]
+        return kernel_address(kernel, self.argtypes(dtype), self.restype)
+
+    def compile_all(self, dtype):
+        """Compile (or load) every member for ``dtype`` (:func:`warm_cache`)."""
+        for code in self.kernels:
+            self.address(code, dtype)
+
+
+#: Under NUMBA_DISABLE_JIT=1 an "address" indexes this list of plain functions.
+_PYTHON_KERNELS = []
+
+
+def kernel_address(dispatcher, argtypes, restype):
+    """The entry point of ``dispatcher`` compiled for ``argtypes``, as an int.
+
+    Compiles (or loads from the cache) first, and checks that it returns
+    ``restype``.  The address is only valid in this process: it is computed
+    when a call needs it and never stored on an estimator.
+    """
+    compile_signature = getattr(dispatcher, "compile", None)
+    if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
+        if dispatcher not in _PYTHON_KERNELS:
+            _PYTHON_KERNELS.append(dispatcher)
+        return _PYTHON_KERNELS.index(dispatcher)
+    argtypes = tuple(argtypes)
+    compile_signature(argtypes)
+    cres = dispatcher.overloads[argtypes]
+    if cres.signature.return_type != restype:  # would be called with another ABI
+        raise TypeError(
+            f"{dispatcher.py_func.__name__} returns {cres.signature.return_type}, "
+            f"its table's members return {restype}"
+        )
+    return cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+
+
+@_numba_extending.intrinsic
+def _call_at(typingctx, address, prototype, args):
+    # Read-only arrays (a user's read-only input) have the same data model as
+    # writable ones; members never write to the arrays they only read.
+    argtypes = tuple(
+        t.copy(readonly=False) if isinstance(t, _numba_types.Array) else t
+        for t in (_numba_types.unliteral(t) for t in args)
+    )
+    table_argtypes, return_type = prototype.dispatcher.fastbp_signature
+    expected = tuple(table_argtypes(_numba_as_dtype(argtypes[0].dtype)))
+    if argtypes != expected:
+        raise _numba_errors.TypingError(
+            f"call_at({prototype.dispatcher.py_func.__name__}): arguments "
+            f"{argtypes}, the table's members take {expected}"
+        )
+
+    def codegen(context, builder, signature, llargs):
+        values = [builder.extract_value(llargs[2], i) for i in range(len(argtypes))]
+        fnty = context.call_conv.get_function_type(return_type, argtypes)
+        callee = builder.inttoptr(llargs[0], fnty.as_pointer())
+        status, result = context.call_conv.call_function(
+            builder, callee, return_type, argtypes, values
+        )
+        with _numba_cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return result
+
+    return return_type(address, prototype, args), codegen
+
+
+def call_at(address, prototype, args):
+    """Call the kernel at ``address`` (from :class:`KernelTable`) with ``args``.
+
+    ``prototype`` is the table's prototype; ``args`` must have exactly the
+    table's argument types (checked when the caller compiles).  Nothing of
+    the callee is compiled into the caller, and the caller's cached machine
+    code does not depend on which member it calls.  Under
+    ``NUMBA_DISABLE_JIT=1`` it is a plain call.
+    """
+    return _PYTHON_KERNELS[address](*args)
+
+
+if not numba.config.DISABLE_JIT:
+    call_at = _call_at  # noqa: F811

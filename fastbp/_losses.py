@@ -32,13 +32,19 @@ the reported variant ``code + REPORTED`` of each loss: the same prediction and
 the same delta ``y_hat - y`` (scikit-learn's gradient), with scikit-learn's
 value.  ``loss_and_gradients`` uses the plain codes, whose value is the
 function the delta is the gradient of.
+
+Each loss is a pair of kernels, ``<loss>_output`` and ``<loss>_delta``; the
+tables :data:`OUTPUT` and :data:`DELTA` map codes to them, and the training
+kernels call a network's pair by address (:class:`fastbp._jit.KernelTable`).
 """
 
 import math
 
+import numba
 import numpy as np
+from numba.core import types as _numba_types
 
-from ._jit import jit
+from ._jit import KernelTable, jit
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1
@@ -80,67 +86,81 @@ def _clip_probability(p, eps):
     return p
 
 
-@jit()
-def output_activation(loss_code, z, n_out):
-    """Turn output pre-activations into predictions ``y_hat``, in place.
-
-    ``z`` is a flat row-major block of rows of ``n_out`` outputs.
-    """
-    loss_code = loss_code % REPORTED
-    if loss_code == LOG_LOSS:
-        for r in range(0, z.shape[0], n_out):
-            row = z[r : r + n_out]
-            zmax = row[0]
-            for j in range(1, n_out):
-                zmax = max(zmax, row[j])
-            total = 0.0
-            for j in range(n_out):
-                e = math.exp(row[j] - zmax)
-                row[j] = e
-                total += e
-            inv = 1.0 / total
-            for j in range(n_out):
-                row[j] *= inv
-    elif loss_code == BINARY_LOG_LOSS:
-        for k in range(z.shape[0]):
-            z[k] = 1.0 / (1.0 + math.exp(-z[k]))
-    elif loss_code == POISSON:
-        for k in range(z.shape[0]):
-            z[k] = math.exp(z[k])
-    # SQUARED_ERROR: identity
+def _vector(dtype):
+    return _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
 
 
-@jit()
-def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
-    """Loss and output delta of one chunk.
+def _output_argtypes(dtype):
+    """``(z, n_out)``: a flat row-major block of output pre-activations."""
+    return (_vector(dtype), _numba_types.int64)
 
-    Parameters
-    ----------
-    loss_code : int
-        One of the codes in :data:`LOSSES`, plus ``REPORTED`` for the
-        value scikit-learn reports.
-    z : ndarray of shape (n_rows * n_outputs,)
-        Output pre-activations, row-major; overwritten with the predictions
-        ``y_hat``.
-    n_out : int
-        Number of outputs.
-    Y : ndarray of shape (n_samples, n_outputs)
-        All targets; row ``rows[i]`` belongs to row ``i`` of ``z``.
-    sample_weight : ndarray of shape (n_samples,)
-        All sample weights.
-    rows : ndarray of int64
-        Sample indices of the chunk.
-    delta : ndarray of shape (n_rows * n_outputs,)
-        Receives ``sample_weight * (y_hat - y)``, row-major.
 
-    Returns
-    -------
-    loss_sum : float
-        ``sum_i sample_weight_i * loss_i`` over the chunk.
+def _delta_argtypes(dtype):
+    """``(z, n_out, Y, sample_weight, rows, delta, reported)``."""
+    return (
+        _vector(dtype),
+        _numba_types.int64,
+        _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C"),
+        _vector(dtype),
+        _numba_types.Array(_numba_types.int64, 1, "C"),
+        _vector(dtype),
+        _numba_types.boolean,
+    )
 
-    """
-    reported = loss_code >= REPORTED
-    loss_code = loss_code % REPORTED
+
+# Each loss is a pair of kernels.  ``<loss>_output(z, n_out)`` turns the
+# output pre-activations ``z`` (a flat row-major block of rows of ``n_out``)
+# into predictions ``y_hat`` in place.  ``<loss>_delta(z, n_out, Y,
+# sample_weight, rows, delta, reported)`` does the same for one chunk and
+# writes ``delta = sample_weight * (y_hat - y)`` (row-major), where row ``i``
+# of ``z`` is sample ``rows[i]`` of ``Y`` and ``sample_weight``; it returns
+# ``sum_i sample_weight_i * loss_i``, the value scikit-learn reports when
+# ``reported`` (see the module docstring).
+
+
+@jit(from_python=False)
+def squared_error_output(z, n_out):
+    pass  # identity
+
+
+@jit(from_python=False)
+def squared_error_delta(z, n_out, Y, sample_weight, rows, delta, reported):
+    loss_sum = 0.0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = sample_weight[r]
+        zi = z[i * n_out : (i + 1) * n_out]
+        di = delta[i * n_out : (i + 1) * n_out]
+        yi = Y[r]
+        loss_i = 0.0
+        for j in range(n_out):
+            d = zi[j] - yi[j]
+            loss_i += d * d
+            di[j] = w * d
+        loss_i *= 0.5 / n_out if reported else 0.5
+        loss_sum += w * loss_i
+    return loss_sum
+
+
+@jit(from_python=False)
+def log_loss_output(z, n_out):
+    for r in range(0, z.shape[0], n_out):
+        row = z[r : r + n_out]
+        zmax = row[0]
+        for j in range(1, n_out):
+            zmax = max(zmax, row[j])
+        total = 0.0
+        for j in range(n_out):
+            e = math.exp(row[j] - zmax)
+            row[j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(n_out):
+            row[j] *= inv
+
+
+@jit(from_python=False)
+def log_loss_delta(z, n_out, Y, sample_weight, rows, delta, reported):
     eps = np.finfo(z.dtype).eps
     loss_sum = 0.0
     for i in range(rows.shape[0]):
@@ -150,60 +170,116 @@ def output_loss_and_delta(loss_code, z, n_out, Y, sample_weight, rows, delta):
         di = delta[i * n_out : (i + 1) * n_out]
         yi = Y[r]
         loss_i = 0.0
-        if loss_code == SQUARED_ERROR:
-            for j in range(n_out):
-                d = zi[j] - yi[j]
-                loss_i += d * d
-                di[j] = w * d
-            loss_i *= 0.5 / n_out if reported else 0.5
-        elif loss_code == LOG_LOSS:
-            zmax = zi[0]
-            for j in range(1, n_out):
-                zmax = max(zmax, zi[j])
-            total = 0.0
-            for j in range(n_out):
-                total += math.exp(zi[j] - zmax)
-            lse = zmax + math.log(total)
-            for j in range(n_out):
-                y = yi[j]
-                if y != 0.0 and reported:
-                    p = _clip_probability(math.exp(zi[j] - zmax) / total, eps)
-                    loss_i -= y * math.log(p)
-                elif y != 0.0:
-                    loss_i -= y * (zi[j] - lse)
-                p = math.exp(zi[j] - lse)
-                zi[j] = p
-                di[j] = w * (p - y)
-        elif loss_code == BINARY_LOG_LOSS:
-            for j in range(n_out):
-                v = zi[j]
-                y = yi[j]
-                p = 1.0 / (1.0 + math.exp(-v))
-                if reported:
-                    q = _clip_probability(p, eps)
-                    if y != 0.0:
-                        loss_i -= y * math.log(q)
-                    if y != 1.0:
-                        loss_i -= (1.0 - y) * math.log(1.0 - q)
-                else:
-                    # -log(p) = sp(-v), -log(1 - p) = sp(v)
-                    loss_i += y * _softplus(-v) + (1.0 - y) * _softplus(v)
-                zi[j] = p
-                di[j] = w * (p - y)
-        else:  # POISSON
-            for j in range(n_out):
-                v = zi[j]
-                y = yi[j]
-                mu = math.exp(v)
-                if reported:  # scikit-learn's xlogy(y, y / mu) - y + mu
-                    if y != 0.0:
-                        loss_i += y * math.log(y / mu)
-                    loss_i += mu - y
-                else:
-                    if y > 0.0:
-                        loss_i += y * math.log(y)
-                    loss_i += mu - y * v - y
-                zi[j] = mu
-                di[j] = w * (mu - y)
+        zmax = zi[0]
+        for j in range(1, n_out):
+            zmax = max(zmax, zi[j])
+        total = 0.0
+        for j in range(n_out):
+            total += math.exp(zi[j] - zmax)
+        lse = zmax + math.log(total)
+        for j in range(n_out):
+            y = yi[j]
+            if y != 0.0 and reported:
+                p = _clip_probability(math.exp(zi[j] - zmax) / total, eps)
+                loss_i -= y * math.log(p)
+            elif y != 0.0:
+                loss_i -= y * (zi[j] - lse)
+            p = math.exp(zi[j] - lse)
+            zi[j] = p
+            di[j] = w * (p - y)
         loss_sum += w * loss_i
     return loss_sum
+
+
+@jit(from_python=False)
+def binary_log_loss_output(z, n_out):
+    for k in range(z.shape[0]):
+        z[k] = 1.0 / (1.0 + math.exp(-z[k]))
+
+
+@jit(from_python=False)
+def binary_log_loss_delta(z, n_out, Y, sample_weight, rows, delta, reported):
+    eps = np.finfo(z.dtype).eps
+    loss_sum = 0.0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = sample_weight[r]
+        zi = z[i * n_out : (i + 1) * n_out]
+        di = delta[i * n_out : (i + 1) * n_out]
+        yi = Y[r]
+        loss_i = 0.0
+        for j in range(n_out):
+            v = zi[j]
+            y = yi[j]
+            p = 1.0 / (1.0 + math.exp(-v))
+            if reported:
+                q = _clip_probability(p, eps)
+                if y != 0.0:
+                    loss_i -= y * math.log(q)
+                if y != 1.0:
+                    loss_i -= (1.0 - y) * math.log(1.0 - q)
+            else:
+                # -log(p) = sp(-v), -log(1 - p) = sp(v)
+                loss_i += y * _softplus(-v) + (1.0 - y) * _softplus(v)
+            zi[j] = p
+            di[j] = w * (p - y)
+        loss_sum += w * loss_i
+    return loss_sum
+
+
+@jit(from_python=False)
+def poisson_output(z, n_out):
+    for k in range(z.shape[0]):
+        z[k] = math.exp(z[k])
+
+
+@jit(from_python=False)
+def poisson_delta(z, n_out, Y, sample_weight, rows, delta, reported):
+    loss_sum = 0.0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = sample_weight[r]
+        zi = z[i * n_out : (i + 1) * n_out]
+        di = delta[i * n_out : (i + 1) * n_out]
+        yi = Y[r]
+        loss_i = 0.0
+        for j in range(n_out):
+            v = zi[j]
+            y = yi[j]
+            mu = math.exp(v)
+            if reported:  # scikit-learn's xlogy(y, y / mu) - y + mu
+                if y != 0.0:
+                    loss_i += y * math.log(y / mu)
+                loss_i += mu - y
+            else:
+                if y > 0.0:
+                    loss_i += y * math.log(y)
+                loss_i += mu - y * v - y
+            zi[j] = mu
+            di[j] = w * (mu - y)
+        loss_sum += w * loss_i
+    return loss_sum
+
+
+#: Loss code -> output kernel (prediction), called by address.
+OUTPUT = KernelTable(
+    _output_argtypes,
+    _numba_types.none,
+    {
+        SQUARED_ERROR: squared_error_output,
+        LOG_LOSS: log_loss_output,
+        BINARY_LOG_LOSS: binary_log_loss_output,
+        POISSON: poisson_output,
+    },
+)
+#: Loss code -> loss-and-delta kernel (training), called by address.
+DELTA = KernelTable(
+    _delta_argtypes,
+    _numba_types.float64,
+    {
+        SQUARED_ERROR: squared_error_delta,
+        LOG_LOSS: log_loss_delta,
+        BINARY_LOG_LOSS: binary_log_loss_delta,
+        POISSON: poisson_delta,
+    },
+)

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _epoch, _full_batch
+from ._activations import DERIVATIVE, FORWARD
 from ._backprop import (
     Data,
     Net,
@@ -25,6 +26,7 @@ from ._backprop import (
     predict_rows,
     workspace_layout,
 )
+from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
 from ._update import PARALLEL_MIN_PARAMS, Optimizer, parameter_blocks
 
@@ -103,7 +105,8 @@ class Network:
     hidden_codes : ndarray of int64
         Activation code of each hidden layer.
     loss_code : int
-        Loss code (which fixes the output activation).
+        Loss code (which fixes the output activation), plus
+        ``fastbp._losses.REPORTED`` for the value scikit-learn reports.
 
     """
 
@@ -111,18 +114,39 @@ class Network:
         self.layout = layout
         self.hidden_codes = np.ascontiguousarray(hidden_codes, dtype=np.int64)
         self.loss_code = int(loss_code)
-        self.net = Net(
-            layout.layer_units,
-            layout.coef_offsets,
-            layout.intercept_offsets,
-            self.hidden_codes,
-            np.int64(self.loss_code),
-        )
+        self._nets = {}
         self.blocks = parameter_blocks(
             layout.layer_units, layout.coef_offsets, layout.intercept_offsets
         )
         self.parallel_blocks = _flag(layout.n_params >= PARALLEL_MIN_PARAMS)
         self._scratch = {}
+
+    def net(self, dtype):
+        """The :class:`fastbp._backprop.Net` for ``dtype`` (cached).
+
+        Compiles (or loads) the network's activation and loss kernels for
+        ``dtype`` the first time, and holds their addresses.
+        """
+        key = np.dtype(dtype).str
+        if key not in self._nets:
+            loss = self.loss_code % REPORTED
+            self._nets[key] = Net(
+                self.layout.layer_units,
+                self.layout.coef_offsets,
+                self.layout.intercept_offsets,
+                np.array(
+                    [FORWARD.address(c, dtype) for c in self.hidden_codes],
+                    dtype=np.int64,
+                ),
+                np.array(
+                    [DERIVATIVE.address(c, dtype) for c in self.hidden_codes],
+                    dtype=np.int64,
+                ),
+                np.int64(OUTPUT.address(loss, dtype)),
+                np.int64(DELTA.address(loss, dtype)),
+                self.loss_code >= REPORTED,
+            )
+        return self._nets[key]
 
     def workspace(self, batch_size, dtype, is_sparse):
         """Return ``(work, n_chunks)`` for batches of ``batch_size`` rows (cached)."""
@@ -158,7 +182,7 @@ class Network:
         work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
         return _epoch.run_epoch(
             Data(*Xk, Y, sample_weight),
-            self.net,
+            self.net(params.dtype),
             params,
             order,
             int(batch_size),
@@ -191,7 +215,7 @@ class Network:
         no_state = params[:0]
         return _full_batch.loss_grad(
             Data(*Xk, Y, sample_weight),
-            self.net,
+            self.net(params.dtype),
             params,
             rows,
             work,
@@ -228,9 +252,11 @@ class Network:
             self.layout.layer_units, self.hidden_codes, PREDICT_ROWS, Xk[4]
         )
 
+        net = self.net(params.dtype)
+
         def share(t):
             ws = np.empty(size, dtype=params.dtype)
-            predict_rows(data, self.net, params, index, edges[t], edges[t + 1],
+            predict_rows(data, net, params, index, edges[t], edges[t + 1],
                          PREDICT_ROWS, ws, a_off, z_off, out)  # fmt: skip
 
         if n_threads == 1:

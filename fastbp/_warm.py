@@ -6,7 +6,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
+from ._activations import DERIVATIVE, FORWARD
 from ._jit import counting_compiles
+from ._losses import DELTA, OUTPUT
 from ._update import PARALLEL_MIN_PARAMS
 
 #: Rows of the tiny training set: batches of 200 are split into two chunks.
@@ -29,8 +31,9 @@ def warm_cache(
     training with ``adam`` and ``sgd`` (batches of one chunk and of several
     chunks run in parallel), online learning (``batch_size=1``), the
     full-batch solvers (``lbfgs`` and ``cg``), networks large enough to update
-    their weights in parallel, and prediction.  Kernels already in the cache
-    are loaded, not compiled.
+    their weights in parallel, and prediction, with the kernels of every
+    activation and loss.  Kernels already in the cache are loaded, not
+    compiled.
 
     Parameters
     ----------
@@ -102,8 +105,12 @@ def warm_cache(
             inputs = [("dense", X.astype(dtype))]
             if sparse:
                 inputs.append(("sparse", sp.csr_matrix(X.astype(dtype))))
+            before = counter.count
+            # Every activation's and loss's own kernels (the configurations
+            # below use relu and log_loss only).
+            for table in (FORWARD, DERIVATIVE, OUTPUT, DELTA):
+                table.compile_all(dtype)
             for kind, Xk in inputs:
-                before = counter.count
                 for params in configurations:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -115,4 +122,5 @@ def warm_cache(
                         f"{counter.count - before} functions compiled",
                         flush=True,
                     )
+                before = counter.count
     return counter.count

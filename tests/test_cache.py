@@ -240,11 +240,17 @@ _USER_FITS = _COUNT_COMPILES + textwrap.dedent(
                            {"dropout": 0.2}, {"dropout": [0.1], "batch_size": 1},
                            {"solver": "sgd", "nesterovs_momentum": False},
                            {"max_grad_norm": 1.0},
-                           {"max_grad_norm": 0.5, "dropout": 0.1, "solver": "sgd"}):
+                           {"max_grad_norm": 0.5, "dropout": 0.1, "solver": "sgd"},
+                           {"activation": "tanh"},
+                           {"hidden_layer_sizes": (3, 3),
+                            "activation": ["gelu", "softplus"]}):
                 fastbp.MLPClassifier(max_iter=2, random_state=0, **params).fit(
                     Xk, y
                 ).predict_proba(Xk)
             fastbp.MLPRegressor(max_iter=2, random_state=0).fit(Xk, y * 1.0)
+            fastbp.MLPRegressor(max_iter=2, random_state=0, loss="poisson").fit(
+                Xk, y + 1.0
+            ).predict(Xk)
     print(json.dumps({"compiles": count.n}))
     """
 )
@@ -253,6 +259,40 @@ _WARM = (
     "import fastbp; print(fastbp.warm_cache(['float32'], sparse=True, dropout=True, "
     "clipping=True))"
 )
+
+
+_USED_ONLY = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import fastbp
+    from fastbp import _activations, _losses
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((300, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastbp.MLPClassifier(max_iter=2, activation="tanh").fit(
+            X, np.arange(300) % 3).predict(X)
+    compiled = {
+        kernel.py_func.__name__: len(kernel.overloads)
+        for table in (_activations.FORWARD, _activations.DERIVATIVE,
+                      _losses.OUTPUT, _losses.DELTA)
+        for kernel in table.kernels.values()
+    }
+    print(json.dumps(compiled))
+    """
+)
+
+
+def test_a_fit_compiles_only_its_own_activation_and_loss_kernels(tmp_path):
+    # Activations and losses are called by address: a tanh classifier's first
+    # fit compiles (or loads) tanh's and log_loss's kernels and no other.
+    compiled = _run_with_cache(_USED_ONLY, tmp_path / "cache", tmp_path)
+    used = {"tanh_forward", "tanh_derivative", "log_loss_output", "log_loss_delta"}
+    assert {name for name, n in compiled.items() if n} == used, compiled
+    assert all(compiled[name] == 1 for name in used), compiled  # float64 only
 
 
 @pytest.mark.slow

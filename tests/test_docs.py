@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy.special import ndtr, xlogy  # noqa: E402
@@ -38,6 +39,7 @@ from fastbp import (  # noqa: E402
     _multilayer_perceptron,
     _warm,
 )
+from fastbp._jit import call_at  # noqa: E402
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 BACKPROP = DOCS / "backprop.md"
@@ -261,20 +263,54 @@ def _evaluate(expr, **names):
     )
 
 
+# The activation and loss kernels run as the training kernels run them: from
+# compiled code, called at the address a network holds (fastbp._jit.call_at).
+_FORWARD = _activations.FORWARD.prototype
+_DERIVATIVE = _activations.DERIVATIVE.prototype
+_OUTPUT = _losses.OUTPUT.prototype
+_DELTA = _losses.DELTA.prototype
+
+
+@numba.njit
+def _call_forward(address, z, zpre):
+    call_at(address, _FORWARD, (z, zpre))
+
+
+@numba.njit
+def _call_derivative(address, y, zpre, delta):
+    call_at(address, _DERIVATIVE, (y, zpre, delta))
+
+
+@numba.njit
+def _call_output(address, z, n_out):
+    call_at(address, _OUTPUT, (z, n_out))
+
+
+@numba.njit
+def _call_delta(address, z, n_out, Y, sample_weight, rows, delta):
+    return call_at(address, _DELTA, (z, n_out, Y, sample_weight, rows, delta, False))
+
+
 def _kernel_forward(code, Z):
     """The forward kernel on ``Z`` as one flat block (how the kernels call it)."""
     Y = Z.copy()
     Zpre = np.empty_like(Z)
-    _activations.activation_forward(code, Y.reshape(-1), Zpre.reshape(-1))
+    address = _activations.FORWARD.address(code, Z.dtype)
+    _call_forward(address, Y.reshape(-1), Zpre.reshape(-1))
     return Y, Zpre
 
 
 def _kernel_derivative(code, Y, Zpre):
     delta = np.ones_like(Y)
-    _activations.activation_derivative_from_output(
-        code, Y.reshape(-1), Zpre.reshape(-1), delta.reshape(-1)
-    )
+    address = _activations.DERIVATIVE.address(code, Y.dtype)
+    _call_derivative(address, Y.reshape(-1), Zpre.reshape(-1), delta.reshape(-1))
     return delta
+
+
+def _kernel_loss(code, Z, m, Y, w, rows, delta):
+    """The loss kernel (plain value) on ``Z`` as one flat block."""
+    address = _losses.DELTA.address(code, Z.dtype)
+    return _call_delta(address, Z.reshape(-1), m, Y, w, rows, delta.reshape(-1))
 
 
 #: Pre-activations: a grid over the working range, the kink at 0 included.
@@ -394,9 +430,7 @@ def test_matched_output_delta_is_yhat_minus_y(name):
     rows = np.arange(n, dtype=np.int64)
     Zk = Z.copy()
     delta = np.empty_like(Z)
-    loss_sum = _losses.output_loss_and_delta(
-        code, Zk.reshape(-1), m, Y, w, rows, delta.reshape(-1)
-    )
+    loss_sum = _kernel_loss(code, Zk, m, Y, w, rows, delta)
     expected_sum = sum(w[i] * doc_loss(Z[i], Y[i]) for i in range(n))
     np.testing.assert_allclose(loss_sum, expected_sum, rtol=1e-12)
     np.testing.assert_allclose(Zk, yhat, rtol=1e-12, atol=1e-15)
@@ -404,14 +438,12 @@ def test_matched_output_delta_is_yhat_minus_y(name):
         delta, w[:, None] * documented_delta, rtol=1e-12, atol=1e-14
     )
     Zp = Z.copy()
-    _losses.output_activation(code, Zp.reshape(-1), m)
+    _call_output(_losses.OUTPUT.address(code, Zp.dtype), Zp.reshape(-1), m)
     np.testing.assert_allclose(Zp, yhat, rtol=1e-12, atol=1e-15)
 
     # And the kernel's delta is the gradient of the kernel's own loss.
     def kernel_loss(Zin):
-        return _losses.output_loss_and_delta(
-            code, Zin.copy().reshape(-1), m, Y, w, rows, np.empty(Zin.size)
-        )
+        return _kernel_loss(code, Zin.copy(), m, Y, w, rows, np.empty(Zin.size))
 
     kernel_fd = np.empty_like(Z)
     for i in range(n):

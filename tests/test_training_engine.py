@@ -242,3 +242,37 @@ def test_verbose_reports_compilation_only_when_it_happens(capsys):
         fastbp.MLPRegressor(verbose=True, **kw).fit(X, y)
     out = capsys.readouterr().out
     assert "Iteration 1, loss" in out and "compil" not in out
+
+
+def test_call_at_checks_types_when_the_caller_compiles():
+    # A call through an address is typed by the table's signature: arguments
+    # of other types fail to compile (they would be read with the wrong
+    # layout), and a member returning another type is refused its address.
+    import numba
+    from numba.core import types
+    from numba.core.errors import TypingError
+
+    from fastbp import _activations
+    from fastbp._jit import KernelTable, call_at, kernel_address
+
+    if numba.config.DISABLE_JIT:
+        pytest.skip("types are only checked when compiling")
+    prototype = _activations.FORWARD.prototype
+
+    @numba.njit
+    def forward_2d(address, z):
+        call_at(address, prototype, (z, z))
+
+    address = _activations.FORWARD.address(_activations.RELU, np.float64)
+    with pytest.raises(TypingError, match="the table's members take"):
+        forward_2d(address, np.zeros((2, 2)))
+
+    @numba.njit
+    def returns_a_float(z, zpre):
+        return 1.0
+
+    table = KernelTable(_activations.FORWARD.argtypes, types.none, {0: returns_a_float})
+    with pytest.raises(TypeError, match="returns float64"):
+        table.address(0, np.float64)
+    argtypes = _activations.FORWARD.argtypes(np.float64)
+    assert kernel_address(returns_a_float, argtypes, types.float64) > 0

@@ -592,7 +592,7 @@ class KernelTable:
     restype : numba type
         What every member returns.
     kernels : dict
-        Code -> kernel made by :func:`jit` (``from_python=False``).  The
+        Code -> kernel made by ``jit(from_python=False)``.  The
         member of the smallest code is the table's ``prototype``: callers
         name it to :func:`call_at`, which types the call by the table's
         signature (nothing is compiled for it).
@@ -612,7 +612,7 @@ class KernelTable:
         return kernel_address(kernel, self.argtypes(dtype), self.restype)
 
     def compile_all(self, dtype):
-        """Compile (or load) every member for ``dtype`` (:func:`warm_cache`)."""
+        """Compile (or load) every member for ``dtype`` (:func:`fastbp.warm_cache`)."""
         for code in self.kernels:
             self.address(code, dtype)
 

@@ -119,6 +119,14 @@ def _delta_argtypes(dtype):
 
 
 @jit(from_python=False)
+def _row(z, n_out, Y, sample_weight, rows, delta, i):
+    """Row ``i`` of a chunk: its weight and its slices of ``z``, ``delta``, ``Y``."""
+    r = rows[i]
+    lo = i * n_out
+    return sample_weight[r], z[lo : lo + n_out], delta[lo : lo + n_out], Y[r]
+
+
+@jit(from_python=False)
 def squared_error_output(z, n_out):
     pass  # identity
 
@@ -127,11 +135,7 @@ def squared_error_output(z, n_out):
 def squared_error_delta(z, n_out, Y, sample_weight, rows, delta, reported):
     loss_sum = 0.0
     for i in range(rows.shape[0]):
-        r = rows[i]
-        w = sample_weight[r]
-        zi = z[i * n_out : (i + 1) * n_out]
-        di = delta[i * n_out : (i + 1) * n_out]
-        yi = Y[r]
+        w, zi, di, yi = _row(z, n_out, Y, sample_weight, rows, delta, i)
         loss_i = 0.0
         for j in range(n_out):
             d = zi[j] - yi[j]
@@ -164,11 +168,7 @@ def log_loss_delta(z, n_out, Y, sample_weight, rows, delta, reported):
     eps = np.finfo(z.dtype).eps
     loss_sum = 0.0
     for i in range(rows.shape[0]):
-        r = rows[i]
-        w = sample_weight[r]
-        zi = z[i * n_out : (i + 1) * n_out]
-        di = delta[i * n_out : (i + 1) * n_out]
-        yi = Y[r]
+        w, zi, di, yi = _row(z, n_out, Y, sample_weight, rows, delta, i)
         loss_i = 0.0
         zmax = zi[0]
         for j in range(1, n_out):
@@ -202,11 +202,7 @@ def binary_log_loss_delta(z, n_out, Y, sample_weight, rows, delta, reported):
     eps = np.finfo(z.dtype).eps
     loss_sum = 0.0
     for i in range(rows.shape[0]):
-        r = rows[i]
-        w = sample_weight[r]
-        zi = z[i * n_out : (i + 1) * n_out]
-        di = delta[i * n_out : (i + 1) * n_out]
-        yi = Y[r]
+        w, zi, di, yi = _row(z, n_out, Y, sample_weight, rows, delta, i)
         loss_i = 0.0
         for j in range(n_out):
             v = zi[j]
@@ -237,11 +233,7 @@ def poisson_output(z, n_out):
 def poisson_delta(z, n_out, Y, sample_weight, rows, delta, reported):
     loss_sum = 0.0
     for i in range(rows.shape[0]):
-        r = rows[i]
-        w = sample_weight[r]
-        zi = z[i * n_out : (i + 1) * n_out]
-        di = delta[i * n_out : (i + 1) * n_out]
-        yi = Y[r]
+        w, zi, di, yi = _row(z, n_out, Y, sample_weight, rows, delta, i)
         loss_i = 0.0
         for j in range(n_out):
             v = zi[j]

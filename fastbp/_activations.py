@@ -31,11 +31,10 @@ so only the activations a process uses are ever compiled.
 
 import math
 
-import numba
 import numpy as np
 from numba.core import types as _numba_types
 
-from ._jit import KernelTable, jit
+from ._jit import KernelTable, array_type, jit
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -68,18 +67,14 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _vector(dtype):
-    return _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-
-
 def _forward_argtypes(dtype):
     """``(z, zpre)``: the flat block, the GELU pre-activation cache."""
-    return (_vector(dtype), _vector(dtype))
+    return (array_type(dtype), array_type(dtype))
 
 
 def _derivative_argtypes(dtype):
     """``(y, zpre, delta)``: the block's outputs, GELU cache, its delta."""
-    return (_vector(dtype), _vector(dtype), _vector(dtype))
+    return (array_type(dtype), array_type(dtype), array_type(dtype))
 
 
 # Each activation is a pair of kernels: ``*_forward(z, zpre)`` applies it to

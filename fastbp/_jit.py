@@ -54,6 +54,7 @@ import llvmlite.binding as _llvm
 import numba
 import numba.core.event as _numba_event
 import numba.extending as _numba_extending
+import numpy as np
 from numba.core import cgutils as _numba_cgutils
 from numba.core import config as _numba_config
 from numba.core import errors as _numba_errors
@@ -496,11 +497,19 @@ def _register(dispatcher, argtypes):
     :func:`_call_name`, so that callers compiled before, or loaded from the
     cache (by any process), resolve it.
     """
-    dispatcher.compile(argtypes)
-    cres = dispatcher.overloads[argtypes]
-    address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+    cres, address = _entry_point(dispatcher, argtypes)
     _llvm.add_symbol(_call_name(dispatcher, argtypes), address)
     return cres
+
+
+def _entry_point(dispatcher, argtypes):
+    """``(compile result, entry address)`` of ``dispatcher`` for ``argtypes``.
+
+    Compiles it, or loads it from the cache, first.
+    """
+    dispatcher.compile(argtypes)
+    cres = dispatcher.overloads[argtypes]
+    return cres, cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
 
 
 class _Callee:
@@ -574,6 +583,11 @@ if not numba.config.DISABLE_JIT:
     call_separately = _call_separately  # noqa: F811
 
 
+def array_type(dtype, ndim=1):
+    """Numba's type of a C-contiguous ``ndim``-d array of numpy ``dtype``."""
+    return _numba_types.Array(numba.from_dtype(np.dtype(dtype)), ndim, "C")
+
+
 class KernelTable:
     """Kernels of one signature, one per code, chosen by a network at run time.
 
@@ -628,20 +642,17 @@ def kernel_address(dispatcher, argtypes, restype):
     ``restype``.  The address is only valid in this process: it is computed
     when a call needs it and never stored on an estimator.
     """
-    compile_signature = getattr(dispatcher, "compile", None)
-    if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
+    if not hasattr(dispatcher, "compile"):  # NUMBA_DISABLE_JIT=1: a plain function
         if dispatcher not in _PYTHON_KERNELS:
             _PYTHON_KERNELS.append(dispatcher)
         return _PYTHON_KERNELS.index(dispatcher)
-    argtypes = tuple(argtypes)
-    compile_signature(argtypes)
-    cres = dispatcher.overloads[argtypes]
+    cres, address = _entry_point(dispatcher, tuple(argtypes))
     if cres.signature.return_type != restype:  # would be called with another ABI
         raise TypeError(
             f"{dispatcher.py_func.__name__} returns {cres.signature.return_type}, "
             f"its table's members return {restype}"
         )
-    return cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+    return address
 
 
 @_numba_extending.intrinsic

@@ -40,11 +40,10 @@ kernels call a network's pair by address (:class:`fastbp._jit.KernelTable`).
 
 import math
 
-import numba
 import numpy as np
 from numba.core import types as _numba_types
 
-from ._jit import KernelTable, jit
+from ._jit import KernelTable, array_type, jit
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1
@@ -86,24 +85,20 @@ def _clip_probability(p, eps):
     return p
 
 
-def _vector(dtype):
-    return _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-
-
 def _output_argtypes(dtype):
     """``(z, n_out)``: a flat row-major block of output pre-activations."""
-    return (_vector(dtype), _numba_types.int64)
+    return (array_type(dtype), _numba_types.int64)
 
 
 def _delta_argtypes(dtype):
     """``(z, n_out, Y, sample_weight, rows, delta, reported)``."""
     return (
-        _vector(dtype),
+        array_type(dtype),
         _numba_types.int64,
-        _numba_types.Array(numba.from_dtype(np.dtype(dtype)), 2, "C"),
-        _vector(dtype),
-        _numba_types.Array(_numba_types.int64, 1, "C"),
-        _vector(dtype),
+        array_type(dtype, 2),
+        array_type(dtype),
+        array_type(np.int64),
+        array_type(dtype),
         _numba_types.boolean,
     )
 

@@ -37,12 +37,12 @@ kernels it runs.
 from collections import namedtuple
 
 import numpy as np
-from numba import prange
 
 from ._activations import DERIVATIVE, FORWARD, GELU
 from ._jit import ORCHESTRATOR, call_at, call_separately, jit
 from ._linalg import matmul, matmul_nt, matmul_tn
 from ._losses import DELTA, OUTPUT
+from ._parallel import parallel_for, worker_args
 
 #: The training data as the kernels read it.  Dense input is ``X`` (C order)
 #: and ``is_sparse`` is ``None``; sparse CSR input is
@@ -358,14 +358,33 @@ def chunk_loss_grad(
     return loss_sum
 
 
-@jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
+@jit(from_python=False)
+def _chunk(ctx, c):
+    """Chunk ``c`` of a batch that :func:`batch_gradients` runs in parallel.
+
+    A worker of :func:`fastbp._parallel.parallel_for`: ``ctx`` holds the
+    batch's arguments; the chunk writes its own loss and gradient buffers.
+    """
+    data, net, params, rows, work, n_chunks, dropout = worker_args(ctx)
+    n = rows.shape[0]
+    lo = c * n // n_chunks
+    hi = (c + 1) * n // n_chunks
+    work.chunk_losses[c] = call_separately(
+        chunk_loss_grad,
+        (data, net, params, rows[lo:hi], work.ws[c], work.a_off, work.z_off,
+         work.d_off, work.chunk_grads[c], data.is_sparse, dropout),
+    )  # fmt: skip
+
+
+@jit(opt=ORCHESTRATOR, from_python=False)
 def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     """Per-chunk unnormalised gradients of a batch, in ``work.chunk_grads[:n_chunks]``.
 
     Chunk ``c`` is rows ``rows[c n / n_chunks : (c + 1) n / n_chunks]``.
-    ``parallel`` is ``None`` for batches of one chunk (no parallel region is
-    compiled or entered) and ``True`` otherwise; ``dropout`` a :class:`Dropout`
-    or ``None`` (no dropout code compiled).  Returns
+    ``parallel`` is ``None`` for batches of one chunk (run here, directly)
+    and ``True`` otherwise (the chunks run in parallel, through
+    :func:`fastbp._parallel.parallel_for`); ``dropout`` a :class:`Dropout` or
+    ``None`` (no dropout code compiled).  Returns
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
     """
     if parallel is None:
@@ -386,24 +405,11 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
             ),
         )
     else:
-        n = rows.shape[0]
-        # Plain locals inside the parallel loop: numba's parfor lowering loses
-        # writes made through a named tuple's field.
-        chunk_losses = work.chunk_losses
-        chunk_grads = work.chunk_grads
-        ws = work.ws
-        a_off, z_off, d_off = work.a_off, work.z_off, work.d_off
-        for c in prange(n_chunks):
-            lo = c * n // n_chunks
-            hi = (c + 1) * n // n_chunks
-            chunk_losses[c] = call_separately(
-                chunk_loss_grad,
-                (data, net, params, rows[lo:hi], ws[c], a_off, z_off, d_off,
-                 chunk_grads[c], data.is_sparse, dropout),
-            )  # fmt: skip
+        args = (data, net, params, rows, work, np.int64(n_chunks), dropout)
+        parallel_for(_chunk, args, n_chunks)
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
-            loss_sum += chunk_losses[c]
+            loss_sum += work.chunk_losses[c]
     sw_sum = 0.0
     for i in range(rows.shape[0]):
         sw_sum += data.sample_weight[rows[i]]

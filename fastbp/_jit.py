@@ -61,7 +61,6 @@ from numba.core import errors as _numba_errors
 from numba.core import types as _numba_types
 from numba.core.caching import IndexDataCacheFile
 from numba.core.compiler_lock import global_compiler_lock
-from numba.core.errors import NumbaPerformanceWarning
 from numba.core.funcdesc import default_mangler as _numba_mangler
 from numba.core.runtime import rtsys as _nrt_runtime
 from numba.np.numpy_support import as_dtype as _numba_as_dtype
@@ -220,7 +219,7 @@ def _collector_paused():
         gc.enable()
 
 
-def _at_opt_level(dispatcher, level, parallel):
+def _at_opt_level(dispatcher, level):
     """Compile ``dispatcher``'s new signatures at LLVM level ``level``.
 
     numba reads its optimisation level (``NUMBA_OPT``) from a global when it
@@ -230,11 +229,6 @@ def _at_opt_level(dispatcher, level, parallel):
     fastbp's kernels, the user's own included, keeps its level.  Python's
     garbage collector is paused for the compilation
     (:func:`_collector_paused`).
-
-    A ``parallel`` kernel compiled for its serial configuration (its
-    ``prange`` pruned, see :func:`fastbp._backprop.batch_gradients`) would
-    make numba warn that nothing could be parallelised: that is intended, and
-    the warning is not shown.
     """
     compile_signature = getattr(dispatcher, "compile", None)
     if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
@@ -245,14 +239,7 @@ def _at_opt_level(dispatcher, level, parallel):
             saved = _numba_config.OPT
             _numba_config.OPT = _numba_config._OptLevel(level)
             try:
-                with warnings.catch_warnings():
-                    if parallel:
-                        warnings.filterwarnings(
-                            "ignore",
-                            message="(?s).*no transformation for parallel execution",
-                            category=NumbaPerformanceWarning,
-                        )
-                    return compile_signature(sig)
+                return compile_signature(sig)
             finally:
                 _numba_config.OPT = saved
 
@@ -266,8 +253,8 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False):
     Parameters
     ----------
     parallel : bool, default=False
-        Compile ``prange`` loops as parallel regions.  Only the orchestrators
-        that split work into fixed chunks use it.
+        Compile ``prange`` loops as parallel regions.  Only the launcher of
+        :func:`fastbp._parallel.parallel_for` uses it.
     opt : {LEAF, ORCHESTRATOR}, default=LEAF
         LLVM optimisation level of the kernel's compilation (see
         :data:`LEAF`, :data:`ORCHESTRATOR`).
@@ -296,9 +283,13 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False):
         error_model="numpy",
         fastmath=set(FASTMATH),
         parallel=_PRANGE_ONLY.copy() if parallel else False,
+        # The C entry wrapper serves ``numba.cfunc`` and first-class function
+        # values, which fastbp never makes of its kernels (it calls them by
+        # address with numba's own calling convention, see :func:`call_at`).
+        no_cfunc_wrapper=True,
     )
     if not from_python:
-        options.update(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+        options.update(no_cpython_wrapper=True)
     if not (parallel or allocates):
         # No reference counting (numba's NRT): a kernel that allocates nothing
         # needs none, and an atomic incref/decref for every array slice made
@@ -315,7 +306,7 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False):
                 raise
             _warn_no_cache(exc)
             dispatcher = numba.njit(**options)(func)
-        return _at_opt_level(dispatcher, opt, parallel)
+        return _at_opt_level(dispatcher, opt)
 
     return decorate
 

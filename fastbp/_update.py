@@ -24,10 +24,10 @@ order, so results are the same either way.
 from collections import namedtuple
 
 import numpy as np
-from numba import prange
 
 from ._jit import ORCHESTRATOR, call_separately, jit
 from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
+from ._parallel import parallel_for, worker_args
 
 #: The optimizer's numbers as the kernels see them: its hyperparameters
 #: (``hyper``, indexed by :data:`fastbp._optimizers.LEARNING_RATE` etc.) and
@@ -123,17 +123,20 @@ def _update_block(b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
     blocks.partial[b, 1] = sq_g
 
 
-@jit(parallel=True, opt=ORCHESTRATOR, from_python=False)
-def _blocks_in_parallel(finish_only, step_only, adam, sgd, blocks,
-                        chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt,
-                        scale):  # fmt: skip
-    for b in prange(blocks.start.shape[0]):
-        call_separately(
-            _update_block,
-            # prange's index is unsigned: reuse the serial signature
-            (np.int64(b), finish_only, step_only, adam, sgd, blocks,
-             chunk_grads, n_chunks, params, grad, alpha, inv_sw, opt, scale),
-        )  # fmt: skip
+@jit(from_python=False)
+def _block(ctx, b):
+    """Block ``b`` of :func:`finish_and_step`'s parallel pass.
+
+    A worker of :func:`fastbp._parallel.parallel_for`: ``ctx`` holds the
+    pass's arguments; the block writes its own entries and partial sums.
+    """
+    (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks, params,
+     grad, alpha, inv_sw, opt, scale) = worker_args(ctx)  # fmt: skip
+    call_separately(
+        _update_block,
+        (b, finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
+         params, grad, alpha, inv_sw, opt, scale),
+    )  # fmt: skip
 
 
 @jit(opt=ORCHESTRATOR)
@@ -169,10 +172,11 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
                  n_chunks, params, grad, alpha, inv_sw, opt, scale),
             )  # fmt: skip
     else:
-        call_separately(
-            _blocks_in_parallel,
+        parallel_for(
+            _block,
             (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
              params, grad, alpha, inv_sw, opt, scale),
+            n_blocks,
         )  # fmt: skip
     sq_w = 0.0
     sq_g = 0.0

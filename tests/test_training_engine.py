@@ -7,6 +7,7 @@ import sys
 import textwrap
 import warnings
 
+import numba
 import numpy as np
 import pytest
 from naive import adam_step, sgd_step
@@ -16,6 +17,7 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
+from fastbp._jit import call_separately
 from fastbp._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -36,6 +38,17 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
 
 
+@numba.njit
+def _from_python(kernel, args):
+    """Call a kernel that only kernels call (it has no Python entry)."""
+    return call_separately(kernel, args)
+
+
+@numba.njit
+def _adam_learning_rate(learning_rate, beta_1, beta_2, t):
+    return adam_learning_rate(learning_rate, beta_1, beta_2, t)
+
+
 def kernel_step(solver, hyper, p, g, state_1, state_2):
     """One optimizer step through the training path's update stage."""
     units = np.array([1, p.size], dtype=np.int64)  # one layer, coefficients only
@@ -48,8 +61,9 @@ def kernel_step(solver, hyper, p, g, state_1, state_2):
     )
     opt = Optimizer(hyper, s1, s2)
     adam, sgd = (True, None) if solver == ADAM else (None, True)
-    finish_and_step(None, True, adam, sgd, blocks, grad[None, :], np.int64(0),
-                    params, grad, 0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
+    args = (None, True, adam, sgd, blocks, grad[None, :], np.int64(0), params,
+            grad, 0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
+    _from_python(finish_and_step, args)
     n = p.size
     return params[:n], s1[:n], s2[:n]
 
@@ -81,7 +95,7 @@ def test_adam_step_closed_form(dtype, t):
     ep, em, ev = adam_step(p, g, m, v, t, lr, b1, b2, eps)
     hyper = np.zeros(N_HYPER)
     hyper[BETA_1], hyper[BETA_2], hyper[EPSILON] = b1, b2, eps
-    hyper[ADAM_LR_T] = adam_learning_rate(lr, b1, b2, t)
+    hyper[ADAM_LR_T] = _adam_learning_rate(lr, b1, b2, t)
     p, m, v = kernel_step(ADAM, hyper, p, g, m, v)
     assert p.dtype == dtype
     np.testing.assert_allclose(m, em, rtol=TOL[dtype] * 10)
@@ -214,7 +228,6 @@ def test_ctrl_c_stops_within_one_epoch():
 
 
 def test_verbose_reports_compilation_only_when_it_happens(capsys):
-    import numba
 
     from fastbp._jit import compile_report
 
@@ -248,7 +261,6 @@ def test_call_at_checks_types_when_the_caller_compiles():
     # A call through an address is typed by the table's signature: arguments
     # of other types fail to compile (they would be read with the wrong
     # layout), and a member returning another type is refused its address.
-    import numba
     from numba.core import types
     from numba.core.errors import TypingError
 
@@ -276,3 +288,28 @@ def test_call_at_checks_types_when_the_caller_compiles():
         table.address(0, np.float64)
     argtypes = _activations.FORWARD.argtypes(np.float64)
     assert kernel_address(returns_a_float, argtypes, types.float64) > 0
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flag", [True, False])
+def test_parallel_for_runs_each_index_once_with_the_callers_arguments(flag):
+    # The launcher compiled once calls the worker by address with a pointer to
+    # the caller's tuple: every index runs exactly once (``+=`` would show a
+    # repeat), and every field (arrays, a float, a boolean) reads back as the
+    # caller passed it, on as many threads as numba has.
+
+    from fastbp._parallel import parallel_for, worker_args
+
+    @numba.njit(no_cpython_wrapper=True)
+    def worker(ctx, i):
+        out, scale, flag, rows = worker_args(ctx)
+        out[i] += scale * rows[i] if flag else -1.0
+
+    @numba.njit
+    def run(out, scale, flag, rows):
+        parallel_for(worker, (out, scale, flag, rows), np.int64(rows.shape[0]))
+
+    rows = np.arange(1000, dtype=np.float64)
+    out = np.zeros_like(rows)
+    run(out, 2.5, flag, rows)
+    np.testing.assert_array_equal(out, 2.5 * rows if flag else -np.ones_like(rows))

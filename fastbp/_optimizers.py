@@ -50,7 +50,7 @@ ADAM_LR_T = 6
 N_HYPER = 7
 
 
-@jit()
+@jit(from_python=False)
 def adam_learning_rate(learning_rate, beta_1, beta_2, t):
     """Adam's step size at update ``t``: ``eta sqrt(1 - b2**t) / (1 - b1**t)``."""
     return learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)

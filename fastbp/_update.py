@@ -139,7 +139,7 @@ def _block(ctx, b):
     )  # fmt: skip
 
 
-@jit(opt=ORCHESTRATOR)
+@jit(opt=ORCHESTRATOR, from_python=False)
 def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
                     n_chunks, params, grad, alpha, inv_sw, opt, scale, layer_sq,
                     parallel):  # fmt: skip

@@ -15,9 +15,10 @@ matmul_nt   ``C = A @ B.T``        delta pushed down: ``delta @ W.T``
 
 Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 ``np.dot`` itself uses inside numba (scipy's BLAS), with the transposes and
-leading dimensions passed as flags: no view, reshape, transpose or
-contiguity check is compiled, which keeps every kernel that multiplies
-matrices small and fast to compile.  Up to ``SMALL_ROWS`` rows (online
+leading dimensions passed as flags and the matrices as addresses: no view,
+reshape, transpose or contiguity check is compiled, which keeps every kernel
+that multiplies matrices small and fast to compile, and the one function
+that calls BLAS (``_gemm``) is compiled once for both dtypes.  Up to ``SMALL_ROWS`` rows (online
 learning) the products are plain loops instead: BLAS call overhead and its
 skinny-shape kernels cost more than the arithmetic there.  The choice depends
 on the shapes only, so results never depend on the thread count.
@@ -25,7 +26,9 @@ on the shapes only, so results never depend on the thread count.
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
+from numba.extending import intrinsic
 from numba.np.linalg import ensure_blas
 
 from ._jit import jit
@@ -73,11 +76,36 @@ _ONE_ZERO = np.concatenate(
 SMALL_ROWS = 4
 
 
+@intrinsic
+def _address(typingctx, array, offset):
+    """The address of ``array[offset]``, as an integer (no bounds check)."""
+
+    def codegen(context, builder, signature, llargs):
+        data = context.make_array(signature.args[0])(context, builder, llargs[0]).data
+        return builder.ptrtoint(builder.gep(data, [llargs[1]]), ir.IntType(64))
+
+    return types.int64(array, types.intp), codegen
+
+
+@intrinsic
+def _as_pointer(typingctx, address):
+    """An integer address as a pointer for BLAS."""
+
+    def codegen(context, builder, signature, llargs):
+        return builder.inttoptr(llargs[0], context.get_value_type(types.voidptr))
+
+    return types.voidptr(address), codegen
+
+
 @jit(from_python=False)
-def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
-    """Fortran-order ``c[c0:] = op(a[a0:]) @ op(b[b0:])`` (beta = 0)."""
-    kind = _DOUBLE if c.itemsize == 8 else _SINGLE
-    one = 0 if c.itemsize == 8 else 16
+def _gemm(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
+    """Fortran-order ``c = op(a) @ op(b)`` (beta = 0) at addresses ``a, b, c``.
+
+    ``kind`` is ``_DOUBLE`` or ``_SINGLE``.  The matrices are addresses, not
+    arrays, so this is compiled once for every dtype.
+    """
+    one = 0 if kind == _DOUBLE else 16
+    size = 8 if kind == _DOUBLE else 4
     _xxgemm(
         kind,
         transa,
@@ -86,30 +114,30 @@ def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):
         n,
         k,
         _ONE_ZERO[one:].ctypes,
-        a[a0:].ctypes,
+        _as_pointer(a),
         lda,
-        b[b0:].ctypes,
+        _as_pointer(b),
         ldb,
-        _ONE_ZERO[one + c.itemsize :].ctypes,
-        c[c0:].ctypes,
+        _ONE_ZERO[one + size :].ctypes,
+        _as_pointer(c),
         ldc,
     )
 
 
 if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
 
-    def _fortran(x, x0, ld, rows, cols):
+    def _address(array, offset):  # noqa: F811
+        return array, offset
+
+    def _fortran(at, ld, rows, cols):
+        x, x0 = at
         return x[x0 : x0 + ld * cols].reshape(cols, ld)[:, :rows].T
 
-    def _gemm(transa, transb, m, n, k, a, a0, lda, b, b0, ldb, c, c0, ldc):  # noqa: F811
+    def _gemm(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):  # noqa: F811
         """The numpy stand-in for :func:`_gemm` under ``NUMBA_DISABLE_JIT=1``."""
-        op_a = (
-            _fortran(a, a0, lda, m, k) if transa == _N else _fortran(a, a0, lda, k, m).T
-        )
-        op_b = (
-            _fortran(b, b0, ldb, k, n) if transb == _N else _fortran(b, b0, ldb, n, k).T
-        )
-        _fortran(c, c0, ldc, m, n)[...] = op_a @ op_b
+        op_a = _fortran(a, lda, m, k) if transa == _N else _fortran(a, lda, k, m).T
+        op_b = _fortran(b, ldb, k, n) if transb == _N else _fortran(b, ldb, n, k).T
+        _fortran(c, ldc, m, n)[...] = op_a @ op_b
 
 
 @jit(from_python=False)
@@ -117,7 +145,9 @@ def matmul(n, k, m, A, a0, B, b0, C, c0):
     """``C (n x m) = A (n x k) @ B (k x m)``."""
     if n > SMALL_ROWS:
         # Row-major C = A B is Fortran-order C.T = B.T A.T.
-        _gemm(_N, _N, m, n, k, B, b0, m, A, a0, k, C, c0, m)
+        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
+        _gemm(kind, _N, _N, m, n, k, _address(B, b0), m, _address(A, a0), k,
+              _address(C, c0), m)  # fmt: skip
         return
     # Slices, not offset arithmetic: indices then start at 0 and the loops
     # vectorise (numba's negative-index wraparound folds away).
@@ -136,7 +166,9 @@ def matmul(n, k, m, A, a0, B, b0, C, c0):
 def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
     """``C (k x m) = A.T @ B`` for ``A (n x k)``, ``B (n x m)``."""
     if n > SMALL_ROWS:
-        _gemm(_N, _T, m, k, n, B, b0, m, A, a0, k, C, c0, m)
+        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
+        _gemm(kind, _N, _T, m, k, n, _address(B, b0), m, _address(A, a0), k,
+              _address(C, c0), m)  # fmt: skip
         return
     for p in range(k):
         c = C[c0 + p * m : c0 + (p + 1) * m]
@@ -155,7 +187,9 @@ def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
 def matmul_nt(n, m, k, A, a0, B, b0, C, c0):
     """``C (n x k) = A @ B.T`` for ``A (n x m)``, ``B (k x m)``."""
     if n > SMALL_ROWS:
-        _gemm(_T, _N, k, n, m, B, b0, m, A, a0, m, C, c0, k)
+        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
+        _gemm(kind, _T, _N, k, n, m, _address(B, b0), m, _address(A, a0), m,
+              _address(C, c0), k)  # fmt: skip
         return
     for i in range(n):
         a = A[a0 + i * m : a0 + (i + 1) * m]

@@ -16,7 +16,11 @@ So, before a kernel runs, :func:`kernel_blas` (a context manager)
 * makes the BLAS library the kernels call single-threaded by setting its
   thread count directly (``blas_cpu_number``, what ``openblas_set_num_threads``
   sets, without that function's side effect of starting the pool): the
-  kernels' parallelism comes from their own fixed chunks;
+  kernels' parallelism comes from their own fixed chunks.  Every other
+  OpenBLAS pool is held to one thread the same way until the block ends, so
+  that numpy's products between two kernel calls of one fit (scipy's L-BFGS
+  and CG iterations, a callback) do not start workers that would spin on the
+  cores the next call needs;
 * stops the worker threads of every OpenBLAS pool that has them with
   ``blas_thread_shutdown_``, the function OpenBLAS itself calls before every
   ``fork``.  OpenBLAS starts the pool again by itself at its next
@@ -211,7 +215,7 @@ def _get_pools():
 
 @contextmanager
 def kernel_blas():
-    """Run a block with single-threaded kernel BLAS and no spinning pools.
+    """Run a block with single-threaded BLAS and no spinning pools.
 
     Nested and concurrent uses (fits in several Python threads) share one
     limit, set by the first to enter and restored by the last to leave.
@@ -220,9 +224,9 @@ def kernel_blas():
     pools = _get_pools()
     with _lock:
         if _depth == 0:
-            if pools.kernel is not None:
-                _saved_threads = pools.kernel.threads.value
-                pools.kernel.threads.value = 1
+            _saved_threads = [(pool, pool.threads.value) for pool in _held(pools)]
+            for pool, _ in _saved_threads:
+                pool.threads.value = 1
             if pools.limited_by_threadpoolctl is not None:
                 _threadpoolctl_limit = pools.limited_by_threadpoolctl.limit(limits=1)
         _depth += 1
@@ -233,8 +237,23 @@ def kernel_blas():
         with _lock:
             _depth -= 1
             if _depth == 0:
-                if pools.kernel is not None:
-                    pools.kernel.threads.value = _saved_threads
+                for pool, threads in _saved_threads:
+                    pool.threads.value = threads
+                _saved_threads = None
                 if _threadpoolctl_limit is not None:
                     _threadpoolctl_limit.restore_original_limits()
                     _threadpoolctl_limit = None
+
+
+def _held(pools):
+    """The OpenBLAS pools held to one thread inside :func:`kernel_blas`.
+
+    The kernels' own library, and every other pthreads OpenBLAS: numpy's
+    products inside a fit (scipy's L-BFGS and CG iterations, a user's
+    callback) would otherwise start its workers, which then spin on the cores
+    the next kernel call needs.
+    """
+    held = list(pools.openblas)
+    if pools.kernel is not None and pools.kernel not in held:
+        held.append(pools.kernel)
+    return held

@@ -662,9 +662,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         rows = np.sort(sample_idx[-64:])
         y_pred = self._predict_params(X[rows], network, params)
         # Weights whose squared norm overflows have no finite objective either
-        # (the L2 term), even where these rows' outputs saturate.
+        # (the L2 term), even where these rows' outputs saturate.  Not
+        # ``params @ params``: numpy's BLAS would run it on worker threads
+        # (from 10,000 entries), which then spin on the user's cores for ~0.1 s
+        # after the fit.
         with np.errstate(over="ignore", invalid="ignore"):
-            squared_norm = params @ params
+            squared_norm = np.square(params).sum()
         if not (np.all(np.isfinite(y_pred)) and np.isfinite(squared_norm)):
             raise ValueError(_diverged_message(self.n_iter_, last_update=True))
 

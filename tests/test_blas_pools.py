@@ -164,21 +164,41 @@ def test_kernel_blas_is_single_threaded_inside_and_restored_after():
     pools = _blas_pools._get_pools()
     if pools.kernel is None:
         pytest.skip("the kernels' BLAS is not a pthreads OpenBLAS")
+    held = {pools.kernel.path} | {pool.path for pool in pools.openblas}
 
-    def kernel_threads():
-        (info,) = [
-            info
+    def threads():
+        return {
+            path: info["num_threads"]
             for info in threadpool_info()
-            if os.path.realpath(info["filepath"]) == pools.kernel.path
-        ]
-        return info["num_threads"]
+            if (path := os.path.realpath(info["filepath"])) in held
+        }
 
-    before = kernel_threads()
+    before = threads()
+    assert set(before) == held
     with _blas_pools.kernel_blas():
         with _blas_pools.kernel_blas():  # nested (or a second fitting thread)
-            assert kernel_threads() == 1
-        assert kernel_threads() == 1
-    assert kernel_threads() == before
+            assert set(threads().values()) == {1}
+        assert set(threads().values()) == {1}
+    assert threads() == before
+
+
+@needs_openblas
+@pytest.mark.parametrize("solver", ["lbfgs", "cg", "adam"])
+def test_a_fit_leaves_no_pool_spinning(solver):
+    # scipy's L-BFGS and CG iterate in numpy between kernel calls, and adam's
+    # last-step check sums squares: with more than 10,000 parameters numpy's
+    # products would start its BLAS workers, left spinning on the user's cores
+    # (and on the next kernel call's) after the fit.
+    out = _child(
+        f"""
+        fit()
+        clf = fastbp.MLPClassifier((200,), solver="{solver}", max_iter=4,
+                                   random_state=0).fit(X, y)
+        assert sum(c.size for c in clf.coefs_ + clf.intercepts_) > 10000
+        print(json.dumps({{"running": running()}}))
+        """
+    )
+    assert not any(out["running"].values())
 
 
 def _blas_threads():

@@ -18,10 +18,11 @@ Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 leading dimensions passed as flags and the matrices as addresses: no view,
 reshape, transpose or contiguity check is compiled, which keeps every kernel
 that multiplies matrices small and fast to compile, and the one function
-that calls BLAS (``_gemm``) is compiled once for both dtypes.  Up to ``SMALL_ROWS`` rows (online
-learning) the products are plain loops instead: BLAS call overhead and its
-skinny-shape kernels cost more than the arithmetic there.  The choice depends
-on the shapes only, so results never depend on the thread count.
+that calls BLAS (``_gemm``) is compiled once for both dtypes.  Up to
+``SMALL_ROWS`` rows (online learning) the products are plain loops instead:
+BLAS call overhead and its skinny-shape kernels cost more than the arithmetic
+there.  The choice depends on the shapes only, so results never depend on the
+thread count.
 """
 
 import numba

@@ -7,7 +7,7 @@ reads.  It was the most expensive part of a first fit's compilation (~1 s per
 kernel set, ``python -m bench.compile_profile``).
 
 :func:`parallel_for` instead runs ``worker(ctx, i)`` for ``i`` in
-``range(n)`` through one launcher, :func:`_launch`, compiled once per
+``range(n)`` through one launcher, ``_launch``, compiled once per
 process (or loaded from the cache) whatever the worker and its data:
 
 * the caller's arguments travel as one tuple copied to the caller's stack,
@@ -144,5 +144,7 @@ def worker_args(ctx):
 
 
 if not numba.config.DISABLE_JIT:
+    _parallel_for.__doc__ = parallel_for.__doc__
+    _worker_args.__doc__ = worker_args.__doc__
     parallel_for = _parallel_for  # noqa: F811
     worker_args = _worker_args  # noqa: F811

@@ -246,9 +246,16 @@ def test_float32_is_kept(digits, solver):
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
 
 
-def test_n_jobs_does_not_change_the_model(digits):
+@pytest.mark.parametrize("hidden", [20, 2100])
+def test_n_jobs_does_not_change_the_model(digits, hidden):
+    # Batches of 300 rows run in three chunks on the parallel launcher; with
+    # 2100 hidden units the update pass runs its parameter blocks there too.
+    from fastbp._update import PARALLEL_MIN_PARAMS
+
     X, y = digits
-    kw = dict(hidden_layer_sizes=(20,), max_iter=5, batch_size=300, random_state=0)
+    n_params = 64 * hidden + hidden + hidden * 10 + 10
+    assert (n_params >= PARALLEL_MIN_PARAMS) == (hidden == 2100)
+    kw = dict(hidden_layer_sizes=(hidden,), max_iter=3, batch_size=300, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = fastbp.MLPClassifier(n_jobs=1, **kw).fit(X, y)

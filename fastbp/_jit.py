@@ -531,23 +531,53 @@ def _call_separately(typingctx, callee, args):
     return_type = _register(callee.dispatcher, argtypes).signature.return_type
 
     def codegen(context, builder, signature, llargs):
-        cres = _register(callee.dispatcher, argtypes)
-        func = callee.dispatcher.py_func
-        context.active_code_library._reload_init.add(
-            _Callee(func.__module__, func.__name__, argtypes)
-        )
+        cres, fndesc = declare_callee(context, callee.dispatcher, argtypes)
         values = [
             context.cast(builder, builder.extract_value(llargs[1], i), t, u)
             for i, (t, u) in enumerate(zip(args, argtypes, strict=True))
         ]
-        # Declares the callee under its process-independent name and calls it
-        # (exceptions propagate as for any call), without linking the callee's
-        # code into this kernel.
-        fndesc = copy.copy(cres.fndesc)
-        fndesc.mangled_name = _call_name(callee.dispatcher, argtypes)
+        # Calls the callee by its process-independent name (exceptions
+        # propagate as for any call), without linking its code into this
+        # kernel.
         return context.call_internal(builder, fndesc, cres.signature, values)
 
     return return_type(callee, args), codegen
+
+
+def declare_callee(context, dispatcher, argtypes):
+    """Make ``dispatcher``'s code for ``argtypes`` callable from the kernel lowered.
+
+    For intrinsics' codegen.  The callee is compiled (or loaded) on its own
+    and recorded in the caller's cache entry (loaded first by a process that
+    loads the caller, see :class:`_Callee`).  Returns ``(compile result,
+    function descriptor)``, the descriptor naming the callee by
+    :func:`_call_name`, for ``context.call_internal`` or
+    ``context.declare_function``.
+    """
+    cres = _register(dispatcher, argtypes)
+    func = dispatcher.py_func
+    context.active_code_library._reload_init.add(
+        _Callee(func.__module__, func.__name__, argtypes)
+    )
+    fndesc = copy.copy(cres.fndesc)
+    fndesc.mangled_name = _call_name(dispatcher, argtypes)
+    return cres, fndesc
+
+
+def call_pointer(context, builder, address, return_type, argtypes, values):
+    """Emit a call through the integer ``address`` with numba's calling convention.
+
+    For intrinsics' codegen.  An exception raised by the callee propagates to
+    the caller, as for a plain call.  Returns the callee's result.
+    """
+    fnty = context.call_conv.get_function_type(return_type, argtypes)
+    callee = builder.inttoptr(address, fnty.as_pointer())
+    status, result = context.call_conv.call_function(
+        builder, callee, return_type, argtypes, values
+    )
+    with _numba_cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return result
 
 
 def call_separately(kernel, args):
@@ -664,14 +694,7 @@ def _call_at(typingctx, address, prototype, args):
 
     def codegen(context, builder, signature, llargs):
         values = [builder.extract_value(llargs[2], i) for i in range(len(argtypes))]
-        fnty = context.call_conv.get_function_type(return_type, argtypes)
-        callee = builder.inttoptr(llargs[0], fnty.as_pointer())
-        status, result = context.call_conv.call_function(
-            builder, callee, return_type, argtypes, values
-        )
-        with _numba_cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return result
+        return call_pointer(context, builder, llargs[0], return_type, argtypes, values)
 
     return return_type(address, prototype, args), codegen
 

@@ -21,8 +21,6 @@ with ``prange``: fastbp's workers write chunk ``i``'s own buffers only, so
 results never depend on which thread runs an iteration.
 """
 
-import copy
-
 import numba
 import numpy as np
 from llvmlite import ir
@@ -31,7 +29,7 @@ from numba.core import cgutils, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
-from ._jit import ORCHESTRATOR, _call_name, _Callee, _register, jit
+from ._jit import ORCHESTRATOR, _register, call_pointer, declare_callee, jit
 
 #: The worker's signature after its tuple type: the index.
 _INDEX = types.int64
@@ -44,15 +42,9 @@ def _call_worker(typingctx, worker, ctx, i):
     def codegen(context, builder, signature, llargs):
         # The worker takes a typed pointer to its tuple; any pointer has the
         # same representation, so the launcher declares a void pointer.
-        argtypes = (types.voidptr, _INDEX)
-        fnty = context.call_conv.get_function_type(types.none, argtypes)
-        callee = builder.inttoptr(llargs[0], fnty.as_pointer())
         pointer = builder.inttoptr(llargs[1], context.get_value_type(types.voidptr))
-        status, _ = context.call_conv.call_function(
-            builder, callee, types.none, argtypes, [pointer, llargs[2]]
-        )
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
+        call_pointer(context, builder, llargs[0], types.none,
+                     (types.voidptr, _INDEX), [pointer, llargs[2]])  # fmt: skip
         return context.get_dummy_value()
 
     return types.none(worker, ctx, i), codegen
@@ -68,23 +60,6 @@ def _launch(worker, ctx, n):
 _LAUNCH_ARGTYPES = (types.int64, types.int64, types.int64)
 
 
-def _declare(context, builder, dispatcher, argtypes):
-    """Declare ``dispatcher``'s callee for ``argtypes`` in the current module.
-
-    As :func:`fastbp._jit.call_separately` does: the callee is compiled (or
-    loaded) on its own, named by its process-independent symbol, and recorded
-    so that a process loading the caller from the cache loads it first.
-    """
-    cres = _register(dispatcher, argtypes)
-    func = dispatcher.py_func
-    context.active_code_library._reload_init.add(
-        _Callee(func.__module__, func.__name__, argtypes)
-    )
-    fndesc = copy.copy(cres.fndesc)
-    fndesc.mangled_name = _call_name(dispatcher, argtypes)
-    return cres, fndesc
-
-
 @intrinsic
 def _parallel_for(typingctx, worker, args, n):
     args_type = types.unliteral(args)
@@ -96,9 +71,9 @@ def _parallel_for(typingctx, worker, args, n):
         i64 = ir.IntType(64)
         # The tuple lives in this kernel's frame for the whole call.
         ctx = cgutils.alloca_once_value(builder, llargs[1])
-        _, worker_desc = _declare(context, builder, worker.dispatcher, worker_argtypes)
+        _, worker_desc = declare_callee(context, worker.dispatcher, worker_argtypes)
         worker_fn = context.declare_function(builder.module, worker_desc)
-        cres, launch_desc = _declare(context, builder, _launch, _LAUNCH_ARGTYPES)
+        cres, launch_desc = declare_callee(context, _launch, _LAUNCH_ARGTYPES)
         n_value = context.cast(builder, llargs[2], signature.args[2], types.int64)
         values = [builder.ptrtoint(worker_fn, i64), builder.ptrtoint(ctx, i64), n_value]
         context.call_internal(builder, launch_desc, cres.signature, values)

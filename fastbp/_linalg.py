@@ -99,14 +99,14 @@ def _as_pointer(typingctx, address):
 
 
 @jit(from_python=False)
-def _gemm(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
+def _gemm(itemsize, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
     """Fortran-order ``c = op(a) @ op(b)`` (beta = 0) at addresses ``a, b, c``.
 
-    ``kind`` is ``_DOUBLE`` or ``_SINGLE``.  The matrices are addresses, not
-    arrays, so this is compiled once for every dtype.
+    ``itemsize`` (8 or 4) picks ``dgemm`` or ``sgemm``.  The matrices are
+    addresses, not arrays, so this is compiled once for every dtype.
     """
-    one = 0 if kind == _DOUBLE else 16
-    size = 8 if kind == _DOUBLE else 4
+    kind = _DOUBLE if itemsize == 8 else _SINGLE
+    one = 0 if itemsize == 8 else 16
     _xxgemm(
         kind,
         transa,
@@ -119,7 +119,7 @@ def _gemm(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
         lda,
         _as_pointer(b),
         ldb,
-        _ONE_ZERO[one + size :].ctypes,
+        _ONE_ZERO[one + itemsize :].ctypes,
         _as_pointer(c),
         ldc,
     )
@@ -134,7 +134,7 @@ if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
         x, x0 = at
         return x[x0 : x0 + ld * cols].reshape(cols, ld)[:, :rows].T
 
-    def _gemm(kind, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):  # noqa: F811
+    def _gemm(itemsize, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):  # noqa: F811
         """The numpy stand-in for :func:`_gemm` under ``NUMBA_DISABLE_JIT=1``."""
         op_a = _fortran(a, lda, m, k) if transa == _N else _fortran(a, lda, k, m).T
         op_b = _fortran(b, ldb, k, n) if transb == _N else _fortran(b, ldb, n, k).T
@@ -146,8 +146,7 @@ def matmul(n, k, m, A, a0, B, b0, C, c0):
     """``C (n x m) = A (n x k) @ B (k x m)``."""
     if n > SMALL_ROWS:
         # Row-major C = A B is Fortran-order C.T = B.T A.T.
-        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
-        _gemm(kind, _N, _N, m, n, k, _address(B, b0), m, _address(A, a0), k,
+        _gemm(C.itemsize, _N, _N, m, n, k, _address(B, b0), m, _address(A, a0), k,
               _address(C, c0), m)  # fmt: skip
         return
     # Slices, not offset arithmetic: indices then start at 0 and the loops
@@ -167,8 +166,7 @@ def matmul(n, k, m, A, a0, B, b0, C, c0):
 def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
     """``C (k x m) = A.T @ B`` for ``A (n x k)``, ``B (n x m)``."""
     if n > SMALL_ROWS:
-        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
-        _gemm(kind, _N, _T, m, k, n, _address(B, b0), m, _address(A, a0), k,
+        _gemm(C.itemsize, _N, _T, m, k, n, _address(B, b0), m, _address(A, a0), k,
               _address(C, c0), m)  # fmt: skip
         return
     for p in range(k):
@@ -188,8 +186,7 @@ def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
 def matmul_nt(n, m, k, A, a0, B, b0, C, c0):
     """``C (n x k) = A @ B.T`` for ``A (n x m)``, ``B (k x m)``."""
     if n > SMALL_ROWS:
-        kind = _DOUBLE if C.itemsize == 8 else _SINGLE
-        _gemm(kind, _T, _N, k, n, m, _address(B, b0), m, _address(A, a0), m,
+        _gemm(C.itemsize, _T, _N, k, n, m, _address(B, b0), m, _address(A, a0), m,
               _address(C, c0), k)  # fmt: skip
         return
     for i in range(n):

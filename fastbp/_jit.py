@@ -640,11 +640,20 @@ class KernelTable:
         self.kernels = dict(kernels)
         self.prototype = self.kernels[min(self.kernels)]
         self.prototype.fastbp_signature = (argtypes, restype)
+        # (code, dtype) -> address: a fit makes a new network, and asking
+        # numba again for an entry point (signature lookup, compiler lock)
+        # was ~1 ms of every fit.  Addresses stay valid for the process.
+        self._addresses = {}
 
     def address(self, code, dtype):
         """Address of member ``code`` compiled (or loaded) for ``dtype``."""
-        kernel = self.kernels[int(code)]
-        return kernel_address(kernel, self.argtypes(dtype), self.restype)
+        key = (int(code), np.dtype(dtype).str)
+        address = self._addresses.get(key)
+        if address is None:
+            kernel = self.kernels[key[0]]
+            address = kernel_address(kernel, self.argtypes(dtype), self.restype)
+            self._addresses[key] = address
+        return address
 
     def compile_all(self, dtype):
         """Compile (or load) every member for ``dtype`` (:func:`fastbp.warm_cache`)."""

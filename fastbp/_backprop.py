@@ -107,7 +107,7 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def _mix64(z):
     """splitmix64's finaliser: a bijective avalanche of a uint64."""
     z = (z ^ (z >> np.uint64(30))) * _MIX_1
@@ -115,7 +115,7 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def dropout_keep(seed, epoch, sample, layer, unit, rate):
     """Whether ``unit`` of ``layer`` is kept for ``sample`` in ``epoch``.
 

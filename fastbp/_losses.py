@@ -69,7 +69,7 @@ OUTPUT_ACTIVATION = {
 }
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def _softplus(z):
     """``log(1 + exp(z))`` without overflow."""
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
@@ -83,7 +83,7 @@ _EPS_32 = float(np.finfo(np.float32).eps)
 _EPS_64 = float(np.finfo(np.float64).eps)
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def _clip_probability(p, eps):
     """``p`` clipped to ``[eps, 1 - eps]`` as ``np.clip`` does (NaN stays NaN)."""
     if p < eps:
@@ -121,7 +121,7 @@ def _delta_argtypes(dtype):
 # ``reported`` (see the module docstring).
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def _row(z, n_out, Y, sample_weight, rows, delta, i):
     """Row ``i`` of a chunk: its weight and its slices of ``z``, ``delta``, ``Y``."""
     r = rows[i]

@@ -50,24 +50,27 @@ ADAM_LR_T = 6
 N_HYPER = 7
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def adam_learning_rate(learning_rate, beta_1, beta_2, t):
     """Adam's step size at update ``t``: ``eta sqrt(1 - b2**t) / (1 - b1**t)``."""
     return learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def sgd_hyper(hyper):
     """SGD's ``(learning_rate, momentum, nesterov)`` from the ``hyper`` array."""
     return hyper[LEARNING_RATE], hyper[MOMENTUM], hyper[NESTEROV] != 0.0
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def adam_hyper(hyper):
     """Adam's ``(lr_t, beta_1, beta_2, epsilon)`` from the ``hyper`` array."""
     return hyper[ADAM_LR_T], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
 
 
+# Compiled on its own, not inlined (``jit(inline=True)``): copied into the
+# update loop, LLVM contracts its products into fused multiply-adds
+# differently, and the weights would change in their last bits.
 @jit(from_python=False)
 def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
     """SGD's update of one entry: returns the new ``(w, velocity)``."""
@@ -77,7 +80,7 @@ def sgd_entry(w, velocity, g, learning_rate, momentum, nesterov):
     return w + v, v
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def adam_entry(w, m, v, g, lr_t, beta_1, beta_2, epsilon):
     """Adam's update of one entry: returns the new ``(w, m, v)``."""
     m = beta_1 * m + (1.0 - beta_1) * g

@@ -190,7 +190,7 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
     return sq_w, sq_g
 
 
-@jit(from_python=False)
+@jit(inline=True)
 def inverse_weight_sum(sw_sum):
     """``1 / sw_sum``; a batch whose weights are all zero contributes nothing."""
     return 1.0 / sw_sum if sw_sum > 0.0 else 0.0

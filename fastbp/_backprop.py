@@ -40,7 +40,7 @@ import numpy as np
 
 from ._activations import DERIVATIVE, FORWARD, GELU
 from ._jit import ORCHESTRATOR, call_at, call_separately, jit
-from ._linalg import matmul, matmul_nt, matmul_tn
+from ._linalg import NN, NT, TN, product
 from ._losses import DELTA, OUTPUT
 from ._parallel import parallel_for, worker_args
 
@@ -231,7 +231,7 @@ def forward(data, net, params, rows, ws, a_off, z_off, sparse, dropout):
             )
         else:
             call_separately(
-                matmul, (n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out)
+                product, (NN, n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out)
             )
         b = params[net.intercept_off[l] : net.intercept_off[l] + fo]
         for i in range(n):
@@ -307,7 +307,7 @@ def chunk_loss_grad(
             )
         else:
             call_separately(
-                matmul_tn, (n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l])
+                product, (TN, n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l])
             )
         # intercept_grad[l] = sum over rows of delta[l]
         gb = grad[net.intercept_off[l] : net.intercept_off[l] + fo]
@@ -322,7 +322,7 @@ def chunk_loss_grad(
         # weights before any update.
         below = d_off[1 - cur]
         call_separately(
-            matmul_nt, (n, fo, fi, ws, d, params, net.coef_off[l], ws, below)
+            product, (NT, n, fo, fi, ws, d, params, net.coef_off[l], ws, below)
         )
         zpre = ws[0:0]
         if z_off[l] >= 0:

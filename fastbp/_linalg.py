@@ -5,13 +5,15 @@ vector, a chunk's activations and deltas in its flat workspace) is a
 row-major block of a 1-D array, named by the array and the offset where the
 block starts.  The three products of a layer are
 
-==========  =====================  ==========================================
-function    product                use
-==========  =====================  ==========================================
-matmul      ``C = A @ B``          forward: ``Z = A W``
-matmul_tn   ``C = A.T @ B``        weight gradient: ``A.T @ delta``
-matmul_nt   ``C = A @ B.T``        delta pushed down: ``delta @ W.T``
-==========  =====================  ==========================================
+======  =====================  ==========================================
+``op``  product                use
+======  =====================  ==========================================
+NN      ``C = A @ B``          forward: ``Z = A W``
+TN      ``C = A.T @ B``        weight gradient: ``A.T @ delta``
+NT      ``C = A @ B.T``        delta pushed down: ``delta @ W.T``
+======  =====================  ==========================================
+
+all made by :func:`product`.
 
 Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 ``np.dot`` itself uses inside numba (scipy's BLAS), with the transposes and
@@ -141,60 +143,67 @@ if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
         _fortran(c, ldc, m, n)[...] = op_a @ op_b
 
 
+#: ``product``'s ``op``: which of the three products of a layer.
+NN = 0
+TN = 1
+NT = 2
+
+
 @jit(from_python=False)
-def matmul(n, k, m, A, a0, B, b0, C, c0):
-    """``C (n x m) = A (n x k) @ B (k x m)``."""
+def product(op, n, p, q, A, a0, B, b0, C, c0):
+    """One of a layer's three products, on row-major blocks, chosen by ``op``.
+
+    * ``NN``: ``C (n x q) = A (n x p) @ B (p x q)``;
+    * ``TN``: ``C (p x q) = A.T @ B`` for ``A (n x p)``, ``B (n x q)``;
+    * ``NT``: ``C (n x q) = A @ B.T`` for ``A (n x p)``, ``B (q x p)``.
+
+    ``n`` is always the number of rows of the chunk.  One function for the
+    three: each compiled function costs a fixed ~0.1 s however small, and
+    these are compiled for every dtype.
+    """
     if n > SMALL_ROWS:
-        # Row-major C = A B is Fortran-order C.T = B.T A.T.
-        _gemm(C.itemsize, _N, _N, m, n, k, _address(B, b0), m, _address(A, a0), k,
-              _address(C, c0), m)  # fmt: skip
+        a = _address(A, a0)
+        b = _address(B, b0)
+        c = _address(C, c0)
+        # Row-major C = op(A) op(B) is Fortran-order C.T = op(B).T op(A).T.
+        if op == NN:
+            _gemm(C.itemsize, _N, _N, q, n, p, b, q, a, p, c, q)
+        elif op == TN:
+            _gemm(C.itemsize, _N, _T, q, p, n, b, q, a, p, c, q)
+        else:
+            _gemm(C.itemsize, _T, _N, q, n, p, b, p, a, p, c, q)
         return
     # Slices, not offset arithmetic: indices then start at 0 and the loops
     # vectorise (numba's negative-index wraparound folds away).
-    for i in range(n):
-        c = C[c0 + i * m : c0 + (i + 1) * m]
-        a = A[a0 + i * k : a0 + (i + 1) * k]
-        c[:] = 0.0
-        for p in range(k):
-            b = B[b0 + p * m : b0 + (p + 1) * m]
-            ap = a[p]
-            for j in range(m):
-                c[j] += ap * b[j]
-
-
-@jit(from_python=False)
-def matmul_tn(n, k, m, A, a0, B, b0, C, c0):
-    """``C (k x m) = A.T @ B`` for ``A (n x k)``, ``B (n x m)``."""
-    if n > SMALL_ROWS:
-        _gemm(C.itemsize, _N, _T, m, k, n, _address(B, b0), m, _address(A, a0), k,
-              _address(C, c0), m)  # fmt: skip
-        return
-    for p in range(k):
-        c = C[c0 + p * m : c0 + (p + 1) * m]
+    if op == NN:
         for i in range(n):
-            b = B[b0 + i * m : b0 + (i + 1) * m]
-            a = A[a0 + i * k + p]
-            if i == 0:
-                for j in range(m):
-                    c[j] = a * b[j]
-            else:
-                for j in range(m):
-                    c[j] += a * b[j]
-
-
-@jit(from_python=False)
-def matmul_nt(n, m, k, A, a0, B, b0, C, c0):
-    """``C (n x k) = A @ B.T`` for ``A (n x m)``, ``B (k x m)``."""
-    if n > SMALL_ROWS:
-        _gemm(C.itemsize, _T, _N, k, n, m, _address(B, b0), m, _address(A, a0), m,
-              _address(C, c0), k)  # fmt: skip
-        return
-    for i in range(n):
-        a = A[a0 + i * m : a0 + (i + 1) * m]
-        c = C[c0 + i * k : c0 + (i + 1) * k]
-        for p in range(k):
-            b = B[b0 + p * m : b0 + (p + 1) * m]
-            acc = 0.0
-            for j in range(m):
-                acc += a[j] * b[j]
-            c[p] = acc
+            c = C[c0 + i * q : c0 + (i + 1) * q]
+            a = A[a0 + i * p : a0 + (i + 1) * p]
+            c[:] = 0.0
+            for r in range(p):
+                b = B[b0 + r * q : b0 + (r + 1) * q]
+                ar = a[r]
+                for j in range(q):
+                    c[j] += ar * b[j]
+    elif op == TN:
+        for r in range(p):
+            c = C[c0 + r * q : c0 + (r + 1) * q]
+            for i in range(n):
+                b = B[b0 + i * q : b0 + (i + 1) * q]
+                a = A[a0 + i * p + r]
+                if i == 0:
+                    for j in range(q):
+                        c[j] = a * b[j]
+                else:
+                    for j in range(q):
+                        c[j] += a * b[j]
+    else:
+        for i in range(n):
+            a = A[a0 + i * p : a0 + (i + 1) * p]
+            c = C[c0 + i * q : c0 + (i + 1) * q]
+            for r in range(q):
+                b = B[b0 + r * p : b0 + (r + 1) * p]
+                acc = 0.0
+                for j in range(p):
+                    acc += a[j] * b[j]
+                c[r] = acc

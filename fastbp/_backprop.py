@@ -39,7 +39,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._activations import DERIVATIVE, FORWARD, GELU
-from ._jit import ORCHESTRATOR, call_at, call_separately, jit
+from ._jit import ORCHESTRATOR, call_at, call_erased, call_separately, jit
 from ._linalg import NN, NT, TN, product
 from ._losses import DELTA, OUTPUT
 from ._parallel import parallel_for, worker_args
@@ -416,8 +416,13 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     return loss_sum, sw_sum
 
 
+#: The type of what a call returning nothing returns.
+_NOTHING = None
+
+
 @jit(opt=ORCHESTRATOR)
-def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out):
+def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out,
+                 forward_entry, itemsize):  # fmt: skip
     """Predictions ``y_hat`` (after the output activation) of rows ``lo:hi``.
 
     Rows are processed in blocks of ``block_rows`` starting at ``lo`` (the
@@ -425,18 +430,31 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     ``arange(n_rows)``, sliced to name each block's rows.
     Single-threaded and free of the GIL: callers split large inputs over
     Python threads, each with its own workspace.
+
+    The float arrays (``data.X``, ``data.X_data``, ``params``, ``ws``,
+    ``out``) come as their bytes (:func:`fastbp._jit.as_bytes`), ``itemsize``
+    per element: this loop only copies rows, and calls :func:`forward` (at
+    ``forward_entry``, compiled for the dtype) and the loss's output kernel
+    through :func:`fastbp._jit.call_erased`, so it is compiled once for
+    every dtype.
     """
     L = net.layer_units.shape[0] - 1
     n_out = net.layer_units[L]
+    row_bytes = n_out * itemsize
+    z0 = a_off[L] * itemsize
     for start in range(lo, hi, block_rows):
         rows = index[start : min(start + block_rows, hi)]
-        call_separately(
-            forward,
+        n = rows.shape[0]
+        call_erased(
+            forward_entry,
+            itemsize,
+            _NOTHING,
             (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None),
         )
-        z = ws[a_off[L] : a_off[L] + rows.shape[0] * n_out]
-        call_at(net.loss_output, _OUTPUT_CALL, (z, n_out))
-        for i in range(rows.shape[0]):
+        z = ws[z0 : z0 + n * row_bytes]
+        call_erased(net.loss_output, itemsize, _NOTHING, (z, n_out))
+        for i in range(n):
             o = out[start + i]
-            for j in range(n_out):
-                o[j] = z[i * n_out + j]
+            zi = z[i * row_bytes : (i + 1) * row_bytes]
+            for j in range(row_bytes):
+                o[j] = zi[j]

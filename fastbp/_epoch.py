@@ -14,9 +14,9 @@ goes on after a divergence and the best weights are restored).
 """
 
 import math
+from collections import namedtuple
 
-from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_separately, jit
+from ._jit import ORCHESTRATOR, call_erased, jit
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -24,7 +24,18 @@ from ._optimizers import (
     LEARNING_RATE,
     adam_learning_rate,
 )
-from ._update import finish_and_step, inverse_weight_sum
+from ._update import inverse_weight_sum
+
+#: The addresses of the kernels :func:`run_epoch` calls, compiled (or loaded)
+#: by :class:`fastbp._network.Network` for the fit's dtype and configuration:
+#: ``batch_gradients`` (:func:`fastbp._backprop.batch_gradients`) and three
+#: modes of :func:`fastbp._update.finish_and_step`: ``step`` (finish and step,
+#: fused), ``finish`` and ``clipped_step`` (the two passes of a clipped
+#: batch; 0 without clipping).
+Entries = namedtuple("Entries", ["batch_gradients", "step", "finish", "clipped_step"])
+
+#: The type of what the entries return: two float64.
+_PAIR = (0.0, 0.0)
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
@@ -52,8 +63,17 @@ def run_epoch(
     parallel_chunks,
     parallel_blocks,
     dropout,
+    entries,
+    itemsize,
 ):
     """Train one epoch in place.
+
+    The float arrays (``data.X``, ``data.X_data``, ``data.Y``,
+    ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
+    ``opt.state_1``, ``opt.state_2``, ``grad``) come as their bytes
+    (:func:`fastbp._jit.as_bytes`) and ``itemsize`` is their dtype's: the loop
+    only hands them on, to the kernels in ``entries`` (called with
+    :func:`fastbp._jit.call_erased`), so it is compiled once for every dtype.
 
     Parameters
     ----------
@@ -92,6 +112,10 @@ def run_epoch(
     dropout : fastbp._backprop.Dropout or None
         Inverted dropout of the hidden layers; ``None`` compiles no dropout
         code.
+    entries : Entries
+        The kernels called, for the dtype and this configuration.
+    itemsize : int
+        Bytes per element of the float arrays.
 
     Returns
     -------
@@ -121,30 +145,32 @@ def run_epoch(
             h[ADAM_LR_T] = adam_learning_rate(
                 h[LEARNING_RATE], h[BETA_1], h[BETA_2], adam_t + 1
             )
-        data_loss, sw_sum = call_separately(
-            batch_gradients,
+        data_loss, sw_sum = call_erased(
+            entries.batch_gradients,
+            itemsize,
+            _PAIR,
             (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout),
         )
         if not math.isfinite(data_loss):
             status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)
         if max_grad_norm is None:
-            sq_w, sq_g = call_separately(
-                finish_and_step,
+            sq_w, sq_g = call_erased(
+                entries.step, itemsize, _PAIR,
                 (None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
         else:
-            sq_w, sq_g = call_separately(
-                finish_and_step,
+            sq_w, sq_g = call_erased(
+                entries.finish, itemsize, _PAIR,
                 (True, None, None, None, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
             # Rescale to a global L2 norm of at most max_grad_norm, then step.
             norm = math.sqrt(sq_g)
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
-            call_separately(
-                finish_and_step,
+            call_erased(
+                entries.clipped_step, itemsize, _PAIR,
                 (None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
                  params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks),
             )  # fmt: skip

@@ -22,13 +22,28 @@ from ._backprop import (
     Data,
     Net,
     Workspace,
+    batch_gradients,
+    forward,
     n_chunks_for,
     predict_rows,
     workspace_layout,
 )
+from ._epoch import Entries
+from ._jit import as_bytes, kernel_address
 from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
-from ._update import PARALLEL_MIN_PARAMS, Optimizer, parameter_blocks
+from ._update import PARALLEL_MIN_PARAMS, Optimizer, finish_and_step, parameter_blocks
+
+#: The fields of :class:`fastbp._backprop.Data` in the fit's float dtype.
+_FLOAT_FIELDS = frozenset({"X", "X_data", "Y", "sample_weight"})
+
+
+def _data_bytes(data):
+    """``data`` with its float arrays as bytes (:func:`fastbp._jit.as_bytes`)."""
+    return data._replace(
+        **{name: as_bytes(getattr(data, name)) for name in _FLOAT_FIELDS}
+    )
+
 
 #: Rows per block of prediction (the unit of work of one kernel step; a
 #: thread's share is always a whole number of blocks, so predictions never
@@ -120,6 +135,7 @@ class Network:
         )
         self.parallel_blocks = _flag(layout.n_params >= PARALLEL_MIN_PARAMS)
         self._scratch = {}
+        self._entry_cache = {}
 
     def net(self, dtype):
         """The :class:`fastbp._backprop.Net` for ``dtype`` (cached).
@@ -180,27 +196,108 @@ class Network:
         Returns ``(loss_sum, n_batches, status, adam_t)``.
         """
         work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
-        return _epoch.run_epoch(
-            Data(*Xk, Y, sample_weight),
-            self.net(params.dtype),
-            params,
-            order,
-            int(batch_size),
-            work,
-            n_chunks,
-            self.blocks,
-            optimizer,
+        data = Data(*Xk, Y, sample_weight)
+        config = (
             _flag(adam),
             _flag(not adam),
+            max_grad_norm is not None,
+            _flag(n_chunks > 1),
+            dropout is None,
+        )
+        adam_on, sgd_on, _, parallel_chunks, _ = config
+        return _epoch.run_epoch(
+            _data_bytes(data),
+            self.net(params.dtype),
+            as_bytes(params),
+            order,
+            int(batch_size),
+            work._replace(ws=as_bytes(work.ws), chunk_grads=as_bytes(work.chunk_grads)),
+            n_chunks,
+            self.blocks,
+            optimizer._replace(
+                state_1=as_bytes(optimizer.state_1), state_2=as_bytes(optimizer.state_2)
+            ),
+            adam_on,
+            sgd_on,
             int(adam_t),
             float(alpha),
             None if max_grad_norm is None else float(max_grad_norm),
-            grad,
+            as_bytes(grad),
             layer_grad_norms,
-            _flag(n_chunks > 1),
+            parallel_chunks,
             self.parallel_blocks,
             dropout,
+            self._entries(config, data, params, work, optimizer, grad, dropout),
+            params.itemsize,
+        )  # fmt: skip
+
+    def _forward_entry(self, data, net, params, a_off, z_off):
+        """Address of :func:`fastbp._backprop.forward` for a prediction's types."""
+        key = (
+            params.dtype.str,
+            data.is_sparse,
+            tuple(not isinstance(v, np.ndarray) or v.flags.writeable for v in data),
         )
+        entry = self._entry_cache.get(key)
+        if entry is None:
+            typeof = numba.typeof
+            entry = kernel_address(
+                forward,
+                (typeof(data), typeof(net), typeof(params),
+                 numba.types.Array(numba.types.int64, 1, "C"),
+                 numba.types.Array(typeof(params).dtype, 1, "C"), typeof(a_off),
+                 typeof(z_off), typeof(data.is_sparse), numba.types.none),
+                numba.types.none,
+            )  # fmt: skip
+            self._entry_cache[key] = entry
+        return entry
+
+    def _entries(self, config, data, params, work, optimizer, grad, dropout):
+        """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
+
+        The epoch kernel takes its float arrays as bytes; these are the kernels
+        it calls for this dtype and configuration, for the arrays' real types.
+        """
+        key = (
+            params.dtype.str,
+            config,
+            tuple(not isinstance(v, np.ndarray) or v.flags.writeable for v in data),
+        )
+        entries = self._entry_cache.get(key)
+        if entries is not None:
+            return entries
+        adam_on, sgd_on, clip, parallel_chunks, _ = config
+        typeof = numba.typeof
+        pair = numba.types.UniTuple(numba.types.float64, 2)
+        batch = kernel_address(
+            batch_gradients,
+            (typeof(data), typeof(self.net(params.dtype)), typeof(params),
+             numba.types.Array(numba.types.int64, 1, "C"), typeof(work),
+             numba.types.int64, typeof(parallel_chunks), typeof(dropout)),
+            pair,
+        )  # fmt: skip
+        after = (
+            typeof(self.blocks), typeof(work.chunk_grads), numba.types.int64,
+            typeof(params), typeof(grad), numba.types.float64, numba.types.float64,
+            typeof(optimizer), numba.types.float64, typeof(work.layer_sq),
+            typeof(self.parallel_blocks),
+        )  # fmt: skip
+
+        def mode(*switches):
+            return kernel_address(
+                finish_and_step, tuple(map(typeof, switches)) + after, pair
+            )
+
+        if clip:
+            step = 0
+            finish = mode(True, None, None, None)
+            clipped_step = mode(None, True, adam_on, sgd_on)
+        else:
+            step = mode(None, None, adam_on, sgd_on)
+            finish = clipped_step = 0
+        entries = Entries(batch, step, finish, clipped_step)
+        self._entry_cache[key] = entries
+        return entries
 
     def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):
         """Loss and gradient (into ``grad``) of the batch ``rows`` (default: all).
@@ -253,11 +350,14 @@ class Network:
         )
 
         net = self.net(params.dtype)
+        entry = self._forward_entry(data, net, params, a_off, z_off)
+        data = _data_bytes(data)
 
         def share(t):
             ws = np.empty(size, dtype=params.dtype)
-            predict_rows(data, net, params, index, edges[t], edges[t + 1],
-                         PREDICT_ROWS, ws, a_off, z_off, out)  # fmt: skip
+            predict_rows(data, net, as_bytes(params), index, edges[t], edges[t + 1],
+                         PREDICT_ROWS, as_bytes(ws), a_off, z_off, as_bytes(out),
+                         entry, params.itemsize)  # fmt: skip
 
         if n_threads == 1:
             share(0)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -313,3 +314,71 @@ def test_parallel_for_runs_each_index_once_with_the_callers_arguments(flag):
     out = np.zeros_like(rows)
     run(out, 2.5, flag, rows)
     np.testing.assert_array_equal(out, 2.5 * rows if flag else -np.ones_like(rows))
+
+
+#: A bundle with a 1-D and a 2-D float array, for the erased-call test.
+_Pair = namedtuple("_Pair", ["a", "m"])
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_call_erased_hands_the_callee_float_arrays_over_the_same_memory(dtype):
+    # A caller that holds the arrays as bytes calls a kernel compiled for the
+    # float arrays: the callee must see the right lengths, shapes and strides
+    # (its writes land where numpy expects them), read the same values, get
+    # the scalars as passed and return its result.
+    from fastbp._jit import as_bytes, call_erased, kernel_address
+
+    @numba.njit
+    def callee(pair, scale, flag):
+        a, m = pair
+        for k in range(a.shape[0]):
+            a[k] *= scale
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                m[i, j] += 10 * i + j if flag else -1.0
+        return np.float64(a.sum()), float(m.shape[0] * 100 + m.shape[1])
+
+    @numba.njit
+    def caller(address, itemsize, pair, scale, flag):
+        return call_erased(address, itemsize, (0.0, 0.0), (pair, scale, flag))
+
+    a = np.arange(7, dtype=dtype)
+    m = np.full((3, 5), 0.5, dtype=dtype)
+    typed = _Pair(a, m)
+    pair_type = numba.typeof(typed)
+    address = kernel_address(
+        callee,
+        (pair_type, numba.types.float64, numba.types.boolean),
+        numba.types.UniTuple(numba.types.float64, 2),
+    )
+    total, shape = caller(
+        address, a.itemsize, _Pair(as_bytes(a), as_bytes(m)), 2.0, True
+    )
+    np.testing.assert_array_equal(a, 2.0 * np.arange(7, dtype=dtype))
+    expected = 0.5 + 10 * np.arange(3)[:, None] + np.arange(5)[None, :]
+    np.testing.assert_array_equal(m, expected.astype(dtype))
+    assert total == 2.0 * np.arange(7).sum()
+    assert shape == 305.0
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
+def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
+    # The loops that only hand arrays on take them as bytes: a float32 fit
+    # after a float64 one reuses their machine code (and gives float32
+    # results of its own).
+    from fastbp import _backprop, _epoch
+
+    X = np.random.RandomState(0).standard_normal((300, 6))
+    y = np.arange(300) % 3
+    models = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for dtype in DTYPES:
+            models[dtype] = fastbp.MLPClassifier(max_iter=2, random_state=0)
+            models[dtype].fit(X.astype(dtype), y)
+            assert models[dtype].predict_proba(X.astype(dtype)).dtype == dtype
+    for loop in (_epoch.run_epoch, _backprop.predict_rows):
+        signatures = list(loop.overloads)
+        assert len(signatures) == 1, signatures
+    assert models[np.float32].coefs_[0].dtype == np.float32

@@ -358,6 +358,24 @@ def chunk_loss_grad(
     return loss_sum
 
 
+#: The type of what a call returning a float returns.
+_FLOAT = 0.0
+
+
+@jit(opt=ORCHESTRATOR, from_python=False)
+def weight_sum(sample_weight, rows):
+    """``sum_i sample_weight[rows[i]]``, in row order (a per-dtype leaf).
+
+    At the orchestrators' LLVM level, as when this loop was inside
+    :func:`batch_gradients`: -O3 would vectorise the sum and change its
+    rounding.
+    """
+    sw_sum = 0.0
+    for i in range(rows.shape[0]):
+        sw_sum += sample_weight[rows[i]]
+    return sw_sum
+
+
 @jit(from_python=False)
 def _chunk(ctx, c):
     """Chunk ``c`` of a batch that :func:`batch_gradients` runs in parallel.
@@ -365,19 +383,22 @@ def _chunk(ctx, c):
     A worker of :func:`fastbp._parallel.parallel_for`: ``ctx`` holds the
     batch's arguments; the chunk writes its own loss and gradient buffers.
     """
-    data, net, params, rows, work, n_chunks, dropout = worker_args(ctx)
+    data, net, params, rows, work, n_chunks, dropout, entries, itemsize = worker_args(
+        ctx
+    )
     n = rows.shape[0]
     lo = c * n // n_chunks
     hi = (c + 1) * n // n_chunks
-    work.chunk_losses[c] = call_separately(
-        chunk_loss_grad,
+    work.chunk_losses[c] = call_erased(
+        entries.chunk, itemsize, _FLOAT,
         (data, net, params, rows[lo:hi], work.ws[c], work.a_off, work.z_off,
          work.d_off, work.chunk_grads[c], data.is_sparse, dropout),
     )  # fmt: skip
 
 
 @jit(opt=ORCHESTRATOR, from_python=False)
-def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
+def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
+                    entries, itemsize):  # fmt: skip
     """Per-chunk unnormalised gradients of a batch, in ``work.chunk_grads[:n_chunks]``.
 
     Chunk ``c`` is rows ``rows[c n / n_chunks : (c + 1) n / n_chunks]``.
@@ -386,33 +407,29 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     :func:`fastbp._parallel.parallel_for`); ``dropout`` a :class:`Dropout` or
     ``None`` (no dropout code compiled).  Returns
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
+
+    The float arrays come as bytes (:func:`fastbp._jit.as_bytes`), ``itemsize``
+    per element: this only splits the batch and calls :func:`chunk_loss_grad`
+    and :func:`weight_sum` (compiled for the dtype, their addresses in
+    ``entries.chunk`` and ``entries.weight_sum``) through
+    :func:`fastbp._jit.call_erased`, so it is compiled once for every dtype.
     """
     if parallel is None:
-        loss_sum = call_separately(
-            chunk_loss_grad,
-            (
-                data,
-                net,
-                params,
-                rows,
-                work.ws[0],
-                work.a_off,
-                work.z_off,
-                work.d_off,
-                work.chunk_grads[0],
-                data.is_sparse,
-                dropout,
-            ),
-        )
+        loss_sum = call_erased(
+            entries.chunk, itemsize, _FLOAT,
+            (data, net, params, rows, work.ws[0], work.a_off, work.z_off,
+             work.d_off, work.chunk_grads[0], data.is_sparse, dropout),
+        )  # fmt: skip
     else:
-        args = (data, net, params, rows, work, np.int64(n_chunks), dropout)
+        args = (data, net, params, rows, work, np.int64(n_chunks), dropout, entries,
+                itemsize)  # fmt: skip
         parallel_for(_chunk, args, n_chunks)
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
             loss_sum += work.chunk_losses[c]
-    sw_sum = 0.0
-    for i in range(rows.shape[0]):
-        sw_sum += data.sample_weight[rows[i]]
+    sw_sum = call_erased(
+        entries.weight_sum, itemsize, _FLOAT, (data.sample_weight, rows)
+    )
     return loss_sum, sw_sum
 
 

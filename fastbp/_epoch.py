@@ -16,7 +16,8 @@ goes on after a divergence and the best weights are restored).
 import math
 from collections import namedtuple
 
-from ._jit import ORCHESTRATOR, call_erased, jit
+from ._backprop import batch_gradients
+from ._jit import ORCHESTRATOR, call_erased, call_separately, jit
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -26,13 +27,16 @@ from ._optimizers import (
 )
 from ._update import inverse_weight_sum
 
-#: The addresses of the kernels :func:`run_epoch` calls, compiled (or loaded)
-#: by :class:`fastbp._network.Network` for the fit's dtype and configuration:
-#: ``batch_gradients`` (:func:`fastbp._backprop.batch_gradients`) and three
-#: modes of :func:`fastbp._update.finish_and_step`: ``step`` (finish and step,
-#: fused), ``finish`` and ``clipped_step`` (the two passes of a clipped
-#: batch; 0 without clipping).
-Entries = namedtuple("Entries", ["batch_gradients", "step", "finish", "clipped_step"])
+#: The addresses of the per-dtype kernels an epoch calls, compiled (or
+#: loaded) by :class:`fastbp._network.Network` for the fit's dtype and
+#: configuration: ``chunk`` (:func:`fastbp._backprop.chunk_loss_grad`),
+#: ``weight_sum`` (:func:`fastbp._backprop.weight_sum`) and three modes of
+#: :func:`fastbp._update.finish_and_step`: ``step`` (finish and step, fused),
+#: ``finish`` and ``clipped_step`` (the two passes of a clipped batch; 0
+#: without clipping, and every mode 0 for the full-batch objective).
+Entries = namedtuple(
+    "Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"]
+)
 
 #: The type of what the entries return: two float64.
 _PAIR = (0.0, 0.0)
@@ -72,7 +76,8 @@ def run_epoch(
     ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
     ``opt.state_1``, ``opt.state_2``, ``grad``) come as their bytes
     (:func:`fastbp._jit.as_bytes`) and ``itemsize`` is their dtype's: the loop
-    only hands them on, to the kernels in ``entries`` (called with
+    only hands them on, to :func:`fastbp._backprop.batch_gradients` (which
+    does the same) and to the kernels in ``entries`` (called with
     :func:`fastbp._jit.call_erased`), so it is compiled once for every dtype.
 
     Parameters
@@ -145,12 +150,11 @@ def run_epoch(
             h[ADAM_LR_T] = adam_learning_rate(
                 h[LEARNING_RATE], h[BETA_1], h[BETA_2], adam_t + 1
             )
-        data_loss, sw_sum = call_erased(
-            entries.batch_gradients,
-            itemsize,
-            _PAIR,
-            (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout),
-        )
+        data_loss, sw_sum = call_separately(
+            batch_gradients,
+            (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout,
+             entries, itemsize),
+        )  # fmt: skip
         if not math.isfinite(data_loss):
             status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)

@@ -16,8 +16,8 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_separately, jit
-from ._update import finish_and_step, inverse_weight_sum
+from ._jit import ORCHESTRATOR, call_erased, call_separately, jit
+from ._update import inverse_weight_sum
 
 
 @jit(from_python=False)
@@ -25,6 +25,11 @@ def _add_into(total, part):
     """``total += part``: a leaf, so that LLVM vectorises it at -O3."""
     for k in range(total.shape[0]):
         total[k] += part[k]
+
+
+#: The types of what the calls return.
+_PAIR = (0.0, 0.0)
+_NOTHING = None
 
 
 @jit(opt=ORCHESTRATOR, allocates=True)
@@ -42,6 +47,9 @@ def loss_grad(
     sub_rows,
     parallel_chunks,
     parallel_blocks,
+    entries,
+    add_into,
+    itemsize,
 ):
     """Loss and gradient of the batch ``rows``, normalised as scikit-learn does.
 
@@ -55,9 +63,16 @@ def loss_grad(
     into up to ``n_chunks`` chunks, whose raw sums are added up in order: the
     workspace (and the rows gathered into it) stays bounded, so X is never
     copied whole, and the sums never depend on the thread count.
+
+    As the epoch loop, this takes the float arrays as bytes
+    (:func:`fastbp._jit.as_bytes`, ``itemsize`` per element) and calls the
+    per-dtype kernels by address: ``entries`` (a
+    :class:`fastbp._epoch.Entries` whose ``finish`` pass takes one summed
+    gradient row) and ``add_into`` (:func:`_add_into`).  It is compiled once
+    for every dtype.
     """
     n = rows.shape[0]
-    sums = np.zeros((1, params.shape[0]), dtype=params.dtype)
+    sums = np.zeros((1, params.shape[0]), dtype=np.uint8)  # zero bytes: 0.0
     total = sums[0]
     loss_sum = 0.0
     sw_sum = 0.0
@@ -66,16 +81,17 @@ def loss_grad(
         sub_chunks = min(n_chunks, sub.shape[0])
         sub_loss, sub_sw = call_separately(
             batch_gradients,
-            (data, net, params, sub, work, sub_chunks, parallel_chunks, None),
-        )
+            (data, net, params, sub, work, sub_chunks, parallel_chunks, None,
+             entries, itemsize),
+        )  # fmt: skip
         loss_sum += sub_loss
         sw_sum += sub_sw
         for c in range(sub_chunks):  # fixed order: thread-count independent
-            _add_into(total, work.chunk_grads[c])
+            call_erased(add_into, itemsize, _NOTHING, (total, work.chunk_grads[c]))
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
-    sq_w, _ = call_separately(
-        finish_and_step,
+    sq_w, _ = call_erased(
+        entries.finish, itemsize, _PAIR,
         (True, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
          inv_sw, opt, 1.0, work.layer_sq, parallel_blocks),
     )  # fmt: skip

@@ -22,10 +22,11 @@ from ._backprop import (
     Data,
     Net,
     Workspace,
-    batch_gradients,
+    chunk_loss_grad,
     forward,
     n_chunks_for,
     predict_rows,
+    weight_sum,
     workspace_layout,
 )
 from ._epoch import Entries
@@ -43,6 +44,16 @@ def _data_bytes(data):
     return data._replace(
         **{name: as_bytes(getattr(data, name)) for name in _FLOAT_FIELDS}
     )
+
+
+def _work_bytes(work):
+    """A :class:`fastbp._backprop.Workspace` with its float arrays as bytes."""
+    return work._replace(ws=as_bytes(work.ws), chunk_grads=as_bytes(work.chunk_grads))
+
+
+def _optimizer_bytes(opt):
+    """An :class:`fastbp._update.Optimizer` with its state vectors as bytes."""
+    return opt._replace(state_1=as_bytes(opt.state_1), state_2=as_bytes(opt.state_2))
 
 
 #: Rows per block of prediction (the unit of work of one kernel step; a
@@ -211,12 +222,10 @@ class Network:
             as_bytes(params),
             order,
             int(batch_size),
-            work._replace(ws=as_bytes(work.ws), chunk_grads=as_bytes(work.chunk_grads)),
+            _work_bytes(work),
             n_chunks,
             self.blocks,
-            optimizer._replace(
-                state_1=as_bytes(optimizer.state_1), state_2=as_bytes(optimizer.state_2)
-            ),
+            _optimizer_bytes(optimizer),
             adam_on,
             sgd_on,
             int(adam_t),
@@ -255,8 +264,12 @@ class Network:
     def _entries(self, config, data, params, work, optimizer, grad, dropout):
         """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
 
-        The epoch kernel takes its float arrays as bytes; these are the kernels
-        it calls for this dtype and configuration, for the arrays' real types.
+        ``config`` is ``(adam, sgd, clip, parallel_chunks, no_dropout)``, with
+        ``adam``/``sgd`` the kernels' switches (``True`` or ``None``) and
+        ``clip`` a bool; ``clip=None`` asks for the full-batch objective's
+        entries (the finish pass only, over one summed gradient).  The loops
+        take their float arrays as bytes; these are the kernels they call,
+        for this dtype, configuration and the arrays' real types.
         """
         key = (
             params.dtype.str,
@@ -266,36 +279,46 @@ class Network:
         entries = self._entry_cache.get(key)
         if entries is not None:
             return entries
-        adam_on, sgd_on, clip, parallel_chunks, _ = config
+        adam_on, sgd_on, clip, _, _ = config
         typeof = numba.typeof
-        pair = numba.types.UniTuple(numba.types.float64, 2)
-        batch = kernel_address(
-            batch_gradients,
-            (typeof(data), typeof(self.net(params.dtype)), typeof(params),
-             numba.types.Array(numba.types.int64, 1, "C"), typeof(work),
-             numba.types.int64, typeof(parallel_chunks), typeof(dropout)),
-            pair,
+        types = numba.types
+        row = types.Array(typeof(params).dtype, 1, "C")
+        rows = types.Array(types.int64, 1, "C")
+        net = self.net(params.dtype)
+        chunk = kernel_address(
+            chunk_loss_grad,
+            (typeof(data), typeof(net), typeof(params), rows, row,
+             typeof(work.a_off), typeof(work.z_off), typeof(work.d_off), row,
+             typeof(data.is_sparse), typeof(dropout)),
+            types.float64,
         )  # fmt: skip
+        weights = kernel_address(
+            weight_sum, (typeof(data.sample_weight), rows), types.float64
+        )
+        chunk_grads = typeof(work.chunk_grads)
+        if clip is None:  # the full-batch objective: one summed gradient row
+            chunk_grads = types.Array(typeof(params).dtype, 2, "C")
         after = (
-            typeof(self.blocks), typeof(work.chunk_grads), numba.types.int64,
-            typeof(params), typeof(grad), numba.types.float64, numba.types.float64,
-            typeof(optimizer), numba.types.float64, typeof(work.layer_sq),
-            typeof(self.parallel_blocks),
+            typeof(self.blocks), chunk_grads, types.int64, typeof(params),
+            typeof(grad), types.float64, types.float64, typeof(optimizer),
+            types.float64, typeof(work.layer_sq), typeof(self.parallel_blocks),
         )  # fmt: skip
 
         def mode(*switches):
             return kernel_address(
-                finish_and_step, tuple(map(typeof, switches)) + after, pair
+                finish_and_step,
+                tuple(map(typeof, switches)) + after,
+                types.UniTuple(types.float64, 2),
             )
 
-        if clip:
-            step = 0
+        step = finish = clipped_step = 0
+        if clip is None or clip:
             finish = mode(True, None, None, None)
+        if clip:
             clipped_step = mode(None, True, adam_on, sgd_on)
-        else:
+        elif clip is not None:
             step = mode(None, None, adam_on, sgd_on)
-            finish = clipped_step = 0
-        entries = Entries(batch, step, finish, clipped_step)
+        entries = Entries(chunk, weights, step, finish, clipped_step)
         self._entry_cache[key] = entries
         return entries
 
@@ -309,22 +332,44 @@ class Network:
         work, n_chunks = self.workspace(
             min(rows.shape[0], SUB_BATCH_ROWS), params.dtype, Xk[4]
         )
+        data = Data(*Xk, Y, sample_weight)
         no_state = params[:0]
+        opt = Optimizer(np.zeros(N_HYPER), no_state, no_state)
+        parallel_chunks = _flag(n_chunks > 1)
+        entries = self._entries(
+            (None, None, None, parallel_chunks, True), data, params, work, opt,
+            grad, None,
+        )  # fmt: skip
         return _full_batch.loss_grad(
-            Data(*Xk, Y, sample_weight),
+            _data_bytes(data),
             self.net(params.dtype),
-            params,
+            as_bytes(params),
             rows,
-            work,
+            _work_bytes(work),
             n_chunks,
             self.blocks,
-            Optimizer(np.zeros(N_HYPER), no_state, no_state),
+            _optimizer_bytes(opt),
             float(alpha),
-            grad,
+            as_bytes(grad),
             SUB_BATCH_ROWS,
-            _flag(n_chunks > 1),
+            parallel_chunks,
             self.parallel_blocks,
+            entries,
+            self._add_into_entry(params.dtype),
+            params.itemsize,
         )
+
+    def _add_into_entry(self, dtype):
+        """Address of :func:`fastbp._full_batch._add_into` for ``dtype``."""
+        key = ("add_into", np.dtype(dtype).str)
+        entry = self._entry_cache.get(key)
+        if entry is None:
+            vector = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+            entry = kernel_address(
+                _full_batch._add_into, (vector, vector), numba.types.none
+            )
+            self._entry_cache[key] = entry
+        return entry
 
     def predict(self, Xk, params):
         """Return ``y_hat`` (after the output activation) for every row.

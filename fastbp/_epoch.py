@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_erased, call_separately, jit
+from ._jit import ORCHESTRATOR, call_separately, jit
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -25,21 +25,20 @@ from ._optimizers import (
     LEARNING_RATE,
     adam_learning_rate,
 )
-from ._update import inverse_weight_sum
+from ._update import finish_and_step, inverse_weight_sum
 
 #: The addresses of the per-dtype kernels an epoch calls, compiled (or
 #: loaded) by :class:`fastbp._network.Network` for the fit's dtype and
 #: configuration: ``chunk`` (:func:`fastbp._backprop.chunk_loss_grad`),
-#: ``weight_sum`` (:func:`fastbp._backprop.weight_sum`) and three modes of
+#: ``weight_sum`` (:func:`fastbp._backprop.weight_sum`) and the update block
+#: (:func:`fastbp._update._update_block`) of three passes of
 #: :func:`fastbp._update.finish_and_step`: ``step`` (finish and step, fused),
-#: ``finish`` and ``clipped_step`` (the two passes of a clipped batch; 0
-#: without clipping, and every mode 0 for the full-batch objective).
+#: ``finish`` and ``clipped_step`` (the two passes of a clipped batch); 0 for
+#: a pass the configuration does not run (the full-batch objective runs
+#: ``finish`` only).
 Entries = namedtuple(
     "Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"]
 )
-
-#: The type of what the entries return: two float64.
-_PAIR = (0.0, 0.0)
 
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
@@ -76,8 +75,9 @@ def run_epoch(
     ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
     ``opt.state_1``, ``opt.state_2``, ``grad``) come as their bytes
     (:func:`fastbp._jit.as_bytes`) and ``itemsize`` is their dtype's: the loop
-    only hands them on, to :func:`fastbp._backprop.batch_gradients` (which
-    does the same) and to the kernels in ``entries`` (called with
+    only hands them on, to :func:`fastbp._backprop.batch_gradients` and
+    :func:`fastbp._update.finish_and_step` (which do the same, down to the
+    per-dtype kernels in ``entries``, called with
     :func:`fastbp._jit.call_erased`), so it is compiled once for every dtype.
 
     Parameters
@@ -159,24 +159,27 @@ def run_epoch(
             status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)
         if max_grad_norm is None:
-            sq_w, sq_g = call_erased(
-                entries.step, itemsize, _PAIR,
+            sq_w, sq_g = call_separately(
+                finish_and_step,
                 (None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks,
+                 entries.step, itemsize),
             )  # fmt: skip
         else:
-            sq_w, sq_g = call_erased(
-                entries.finish, itemsize, _PAIR,
+            sq_w, sq_g = call_separately(
+                finish_and_step,
                 (True, None, None, None, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks,
+                 entries.finish, itemsize),
             )  # fmt: skip
             # Rescale to a global L2 norm of at most max_grad_norm, then step.
             norm = math.sqrt(sq_g)
             scale = max_grad_norm / norm if norm > max_grad_norm else 1.0
-            call_erased(
-                entries.clipped_step, itemsize, _PAIR,
+            call_separately(
+                finish_and_step,
                 (None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks),
+                 params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks,
+                 entries.clipped_step, itemsize),
             )  # fmt: skip
         if adam is not None:
             adam_t += 1

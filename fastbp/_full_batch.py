@@ -17,7 +17,7 @@ import scipy.optimize
 
 from ._backprop import batch_gradients
 from ._jit import ORCHESTRATOR, call_erased, call_separately, jit
-from ._update import inverse_weight_sum
+from ._update import finish_and_step, inverse_weight_sum
 
 
 @jit(from_python=False)
@@ -28,7 +28,6 @@ def _add_into(total, part):
 
 
 #: The types of what the calls return.
-_PAIR = (0.0, 0.0)
 _NOTHING = None
 
 
@@ -90,10 +89,11 @@ def loss_grad(
             call_erased(add_into, itemsize, _NOTHING, (total, work.chunk_grads[c]))
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
-    sq_w, _ = call_erased(
-        entries.finish, itemsize, _PAIR,
+    sq_w, _ = call_separately(
+        finish_and_step,
         (True, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
-         inv_sw, opt, 1.0, work.layer_sq, parallel_blocks),
+         inv_sw, opt, 1.0, work.layer_sq, parallel_blocks, entries.finish,
+         itemsize),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 

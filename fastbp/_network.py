@@ -33,7 +33,12 @@ from ._epoch import Entries
 from ._jit import as_bytes, kernel_address
 from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
-from ._update import PARALLEL_MIN_PARAMS, Optimizer, finish_and_step, parameter_blocks
+from ._update import (
+    PARALLEL_MIN_PARAMS,
+    Optimizer,
+    parameter_blocks,
+    update_block_address,
+)
 
 #: The fields of :class:`fastbp._backprop.Data` in the fit's float dtype.
 _FLOAT_FIELDS = frozenset({"X", "X_data", "Y", "sample_weight"})
@@ -43,6 +48,16 @@ def _data_bytes(data):
     """``data`` with its float arrays as bytes (:func:`fastbp._jit.as_bytes`)."""
     return data._replace(
         **{name: as_bytes(getattr(data, name)) for name in _FLOAT_FIELDS}
+    )
+
+
+def _type_key(values):
+    """What fixes the numba types of ``values``, cheaply (a cache key)."""
+    return tuple(
+        (v.dtype.str, v.ndim, v.flags.c_contiguous, v.flags.writeable)
+        if isinstance(v, np.ndarray)
+        else v
+        for v in values
     )
 
 
@@ -245,7 +260,7 @@ class Network:
         key = (
             params.dtype.str,
             data.is_sparse,
-            tuple(not isinstance(v, np.ndarray) or v.flags.writeable for v in data),
+            _type_key(data),
         )
         entry = self._entry_cache.get(key)
         if entry is None:
@@ -274,7 +289,7 @@ class Network:
         key = (
             params.dtype.str,
             config,
-            tuple(not isinstance(v, np.ndarray) or v.flags.writeable for v in data),
+            _type_key(data),
         )
         entries = self._entry_cache.get(key)
         if entries is not None:
@@ -295,20 +310,12 @@ class Network:
         weights = kernel_address(
             weight_sum, (typeof(data.sample_weight), rows), types.float64
         )
-        chunk_grads = typeof(work.chunk_grads)
-        if clip is None:  # the full-batch objective: one summed gradient row
-            chunk_grads = types.Array(typeof(params).dtype, 2, "C")
-        after = (
-            typeof(self.blocks), chunk_grads, types.int64, typeof(params),
-            typeof(grad), types.float64, types.float64, typeof(optimizer),
-            types.float64, typeof(work.layer_sq), typeof(self.parallel_blocks),
-        )  # fmt: skip
 
         def mode(*switches):
-            return kernel_address(
-                finish_and_step,
-                tuple(map(typeof, switches)) + after,
-                types.UniTuple(types.float64, 2),
+            # The full-batch objective's summed gradient row has the type of
+            # the chunk gradients (a C-ordered 2-D array of the dtype).
+            return update_block_address(
+                switches, self.blocks, work.chunk_grads, params, grad, optimizer
             )
 
         step = finish = clipped_step = 0

@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
-from fastbp._jit import call_separately
+from fastbp._jit import as_bytes, call_separately
 from fastbp._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -33,7 +33,12 @@ from fastbp._optimizers import (
     LearningRateSchedule,
     adam_learning_rate,
 )
-from fastbp._update import Optimizer, finish_and_step, parameter_blocks
+from fastbp._update import (
+    Optimizer,
+    finish_and_step,
+    parameter_blocks,
+    update_block_address,
+)
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
@@ -62,8 +67,12 @@ def kernel_step(solver, hyper, p, g, state_1, state_2):
     )
     opt = Optimizer(hyper, s1, s2)
     adam, sgd = (True, None) if solver == ADAM else (None, True)
-    args = (None, True, adam, sgd, blocks, grad[None, :], np.int64(0), params,
-            grad, 0.0, 1.0, opt, 1.0, np.empty(1), None)  # fmt: skip
+    switches = (None, True, adam, sgd)
+    update = update_block_address(switches, blocks, grad[None, :], params, grad, opt)
+    opt = opt._replace(state_1=as_bytes(s1), state_2=as_bytes(s2))
+    args = (*switches, blocks, as_bytes(grad[None, :]), np.int64(0),
+            as_bytes(params), as_bytes(grad), 0.0, 1.0, opt, 1.0, np.empty(1), None,
+            update, params.itemsize)  # fmt: skip
     _from_python(finish_and_step, args)
     n = p.size
     return params[:n], s1[:n], s2[:n]
@@ -365,20 +374,29 @@ def test_call_erased_hands_the_callee_float_arrays_over_the_same_memory(dtype):
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
 def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
     # The loops that only hand arrays on take them as bytes: a float32 fit
-    # after a float64 one reuses their machine code (and gives float32
-    # results of its own).
-    from fastbp import _backprop, _epoch
+    # after a float64 one (same configuration) compiles none of them again,
+    # and still trains and predicts in float32.
+    from fastbp import _backprop, _epoch, _full_batch, _update
 
+    loops = (
+        _epoch.run_epoch,
+        _backprop.predict_rows,
+        _backprop.batch_gradients,
+        _update.finish_and_step,
+        _full_batch.loss_grad,
+    )
     X = np.random.RandomState(0).standard_normal((300, 6))
     y = np.arange(300) % 3
-    models = {}
+    signatures = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for dtype in DTYPES:
-            models[dtype] = fastbp.MLPClassifier(max_iter=2, random_state=0)
-            models[dtype].fit(X.astype(dtype), y)
-            assert models[dtype].predict_proba(X.astype(dtype)).dtype == dtype
-    for loop in (_epoch.run_epoch, _backprop.predict_rows):
-        signatures = list(loop.overloads)
-        assert len(signatures) == 1, signatures
-    assert models[np.float32].coefs_[0].dtype == np.float32
+        for dtype in DTYPES[::-1]:  # float64 first
+            for solver in ("adam", "lbfgs"):
+                model = fastbp.MLPClassifier(
+                    solver=solver, max_iter=2, random_state=0
+                ).fit(X.astype(dtype), y)
+                assert model.predict_proba(X.astype(dtype)).dtype == dtype
+                assert model.coefs_[0].dtype == dtype
+            signatures.append([set(loop.overloads) for loop in loops])
+    assert signatures[0] == signatures[1]
+    assert all(signatures[0])  # every loop ran

@@ -17,7 +17,10 @@ Three layers, as in stumpy:
   and the chunks run in parallel or, for a batch of one chunk, directly.
   Each chunk writes its own buffer; the update layer (:mod:`fastbp._update`)
   sums them in a fixed order, so the gradient is
-  bit-identical for any number of threads.
+  bit-identical for any number of threads.  It takes the float arrays as
+  bytes and calls :func:`chunk_loss_grad` by address
+  (:func:`fastbp._jit.call_erased`), so it is compiled once for every dtype,
+  as :func:`predict_rows` is.
 * :class:`fastbp._network.Network` -- the Python side that owns the layout and
   the scratch buffers.
 

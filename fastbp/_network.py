@@ -51,6 +51,23 @@ def _data_bytes(data):
     )
 
 
+def _check_dtypes(data, params):
+    """Raise unless every float array of ``data`` has the parameters' dtype.
+
+    The dtype-free loops read the arrays as bytes and the kernels they call
+    re-type every one of them with the parameters' item size: an array of
+    another dtype would be read as garbage, not converted.  Checked where an
+    address is first computed (every new combination of array types is).
+    """
+    for name in _FLOAT_FIELDS:
+        dtype = getattr(data, name).dtype
+        if dtype != params.dtype:
+            raise TypeError(
+                f"Data.{name} is {dtype}, the parameters are {params.dtype}: "
+                "every float array of a fit must have the parameters' dtype."
+            )
+
+
 def _type_key(values):
     """What fixes the numba types of ``values``, cheaply (a cache key)."""
     return tuple(
@@ -264,6 +281,7 @@ class Network:
         )
         entry = self._entry_cache.get(key)
         if entry is None:
+            _check_dtypes(data, params)
             typeof = numba.typeof
             entry = kernel_address(
                 forward,
@@ -294,6 +312,7 @@ class Network:
         entries = self._entry_cache.get(key)
         if entries is not None:
             return entries
+        _check_dtypes(data, params)
         adam_on, sgd_on, clip, _, _ = config
         typeof = numba.typeof
         types = numba.types

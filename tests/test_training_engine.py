@@ -400,3 +400,28 @@ def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
             signatures.append([set(loop.overloads) for loop in loops])
     assert signatures[0] == signatures[1]
     assert all(signatures[0])  # every loop ran
+
+
+@pytest.mark.kernel
+def test_a_float_array_of_another_dtype_is_refused_not_misread():
+    # The dtype-free loops re-type every byte array with the parameters' item
+    # size: a float64 target beside float32 parameters must raise, not be
+    # read as float32 bytes.
+    from fastbp._network import Network, kernel_input
+    from fastbp._params import ParamLayout
+
+    layout = ParamLayout([3, 4, 2])
+    network = Network(layout, np.array([0]), 0)
+    X = np.ones((5, 3), dtype=np.float32)
+    params = np.zeros(layout.n_params, dtype=np.float32)
+    grad = np.empty_like(params)
+    Y = np.zeros((5, 2))  # float64
+    sw = np.ones(5, dtype=np.float32)
+    with pytest.raises(
+        TypeError, match="Data.Y is float64, the parameters are float32"
+    ):
+        network.loss_grad(kernel_input(X, np.float32), Y, sw, params, 0.0, grad)
+    value = network.loss_grad(
+        kernel_input(X, np.float32), Y.astype(np.float32), sw, params, 0.0, grad
+    )
+    assert np.isfinite(value)

@@ -42,7 +42,15 @@ from collections import namedtuple
 import numpy as np
 
 from ._activations import DERIVATIVE, FORWARD, GELU
-from ._jit import ORCHESTRATOR, call_at, call_erased, call_separately, jit
+from ._jit import (
+    ORCHESTRATOR,
+    RETURNS_FLOAT,
+    RETURNS_NOTHING,
+    call_at,
+    call_erased,
+    call_separately,
+    jit,
+)
 from ._linalg import NN, NT, TN, product
 from ._losses import DELTA, OUTPUT
 from ._parallel import parallel_for, worker_args
@@ -361,10 +369,6 @@ def chunk_loss_grad(
     return loss_sum
 
 
-#: The type of what a call returning a float returns.
-_FLOAT = 0.0
-
-
 @jit(opt=ORCHESTRATOR, from_python=False)
 def weight_sum(sample_weight, rows):
     """``sum_i sample_weight[rows[i]]``, in row order (a per-dtype leaf).
@@ -393,7 +397,7 @@ def _chunk(ctx, c):
     lo = c * n // n_chunks
     hi = (c + 1) * n // n_chunks
     work.chunk_losses[c] = call_erased(
-        entries.chunk, itemsize, _FLOAT,
+        entries.chunk, itemsize, RETURNS_FLOAT,
         (data, net, params, rows[lo:hi], work.ws[c], work.a_off, work.z_off,
          work.d_off, work.chunk_grads[c], data.is_sparse, dropout),
     )  # fmt: skip
@@ -419,7 +423,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
     """
     if parallel is None:
         loss_sum = call_erased(
-            entries.chunk, itemsize, _FLOAT,
+            entries.chunk, itemsize, RETURNS_FLOAT,
             (data, net, params, rows, work.ws[0], work.a_off, work.z_off,
              work.d_off, work.chunk_grads[0], data.is_sparse, dropout),
         )  # fmt: skip
@@ -431,13 +435,9 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
         for c in range(n_chunks):  # fixed order: thread-count independent
             loss_sum += work.chunk_losses[c]
     sw_sum = call_erased(
-        entries.weight_sum, itemsize, _FLOAT, (data.sample_weight, rows)
+        entries.weight_sum, itemsize, RETURNS_FLOAT, (data.sample_weight, rows)
     )
     return loss_sum, sw_sum
-
-
-#: The type of what a call returning nothing returns.
-_NOTHING = None
 
 
 @jit(opt=ORCHESTRATOR)
@@ -468,11 +468,11 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
         call_erased(
             forward_entry,
             itemsize,
-            _NOTHING,
+            RETURNS_NOTHING,
             (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None),
         )
         z = ws[z0 : z0 + n * row_bytes]
-        call_erased(net.loss_output, itemsize, _NOTHING, (z, n_out))
+        call_erased(net.loss_output, itemsize, RETURNS_NOTHING, (z, n_out))
         for i in range(n):
             o = out[start + i]
             zi = z[i * row_bytes : (i + 1) * row_bytes]

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_erased, call_separately, jit
+from ._jit import ORCHESTRATOR, RETURNS_NOTHING, call_erased, call_separately, jit
 from ._update import finish_and_step, inverse_weight_sum
 
 
@@ -25,10 +25,6 @@ def _add_into(total, part):
     """``total += part``: a leaf, so that LLVM vectorises it at -O3."""
     for k in range(total.shape[0]):
         total[k] += part[k]
-
-
-#: The types of what the calls return.
-_NOTHING = None
 
 
 @jit(opt=ORCHESTRATOR, allocates=True)
@@ -86,7 +82,9 @@ def loss_grad(
         loss_sum += sub_loss
         sw_sum += sub_sw
         for c in range(sub_chunks):  # fixed order: thread-count independent
-            call_erased(add_into, itemsize, _NOTHING, (total, work.chunk_grads[c]))
+            call_erased(
+                add_into, itemsize, RETURNS_NOTHING, (total, work.chunk_grads[c])
+            )
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
     sq_w, _ = call_separately(

@@ -810,6 +810,12 @@ def _call_erased(typingctx, address, itemsize, result, args):
     return return_type(address, itemsize, result, args), codegen
 
 
+#: ``call_erased``'s ``result`` for a callee that returns a float64, and for
+#: one that returns nothing: only their types matter.
+RETURNS_FLOAT = 0.0
+RETURNS_NOTHING = None
+
+
 def call_erased(address, itemsize, result, args):
     """Call the kernel at ``address`` with ``args``, byte arrays as float arrays.
 
@@ -817,10 +823,11 @@ def call_erased(address, itemsize, result, args):
     as the array of ``itemsize``-byte floats over the same memory; the callee
     (compiled for those float arrays, its address from
     :func:`kernel_address`) returns a value of ``result``'s type (``result``
-    itself is not used).  The caller's machine code is the same for every
-    dtype.  Nothing checks that the callee takes these types: the caller's
-    Python side computes the address for exactly them.  Under
-    ``NUMBA_DISABLE_JIT=1`` it is a plain call on numpy views.
+    itself is not used; :data:`RETURNS_FLOAT`, :data:`RETURNS_NOTHING`).
+    The caller's machine code is the same for every dtype.  Nothing checks
+    that the callee takes these types: the caller's Python side computes the
+    address for exactly them.  Under ``NUMBA_DISABLE_JIT=1`` it is a plain
+    call on numpy views.
     """
     return _PYTHON_KERNELS[address](*_from_bytes_python(tuple(args), itemsize))
 

@@ -272,18 +272,24 @@ class Network:
             params.itemsize,
         )  # fmt: skip
 
+    def _cached(self, key, compute):
+        """``compute()`` (kernel addresses) once per ``key`` for this network.
+
+        Keys start with what they address; they hold what fixes the types
+        the addresses are compiled for (:func:`_type_key`).
+        """
+        value = self._entry_cache.get(key)
+        if value is None:
+            value = self._entry_cache[key] = compute()
+        return value
+
     def _forward_entry(self, data, net, params, a_off, z_off):
         """Address of :func:`fastbp._backprop.forward` for a prediction's types."""
-        key = (
-            params.dtype.str,
-            data.is_sparse,
-            _type_key(data),
-        )
-        entry = self._entry_cache.get(key)
-        if entry is None:
+
+        def compute():
             _check_dtypes(data, params)
             typeof = numba.typeof
-            entry = kernel_address(
+            return kernel_address(
                 forward,
                 (typeof(data), typeof(net), typeof(params),
                  numba.types.Array(numba.types.int64, 1, "C"),
@@ -291,8 +297,8 @@ class Network:
                  typeof(z_off), typeof(data.is_sparse), numba.types.none),
                 numba.types.none,
             )  # fmt: skip
-            self._entry_cache[key] = entry
-        return entry
+
+        return self._cached(("forward", params.dtype.str, _type_key(data)), compute)
 
     def _entries(self, config, data, params, work, optimizer, grad, dropout):
         """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
@@ -304,49 +310,44 @@ class Network:
         take their float arrays as bytes; these are the kernels they call,
         for this dtype, configuration and the arrays' real types.
         """
-        key = (
-            params.dtype.str,
-            config,
-            _type_key(data),
-        )
-        entries = self._entry_cache.get(key)
-        if entries is not None:
-            return entries
-        _check_dtypes(data, params)
-        adam_on, sgd_on, clip, _, _ = config
-        typeof = numba.typeof
-        types = numba.types
-        row = types.Array(typeof(params).dtype, 1, "C")
-        rows = types.Array(types.int64, 1, "C")
-        net = self.net(params.dtype)
-        chunk = kernel_address(
-            chunk_loss_grad,
-            (typeof(data), typeof(net), typeof(params), rows, row,
-             typeof(work.a_off), typeof(work.z_off), typeof(work.d_off), row,
-             typeof(data.is_sparse), typeof(dropout)),
-            types.float64,
-        )  # fmt: skip
-        weights = kernel_address(
-            weight_sum, (typeof(data.sample_weight), rows), types.float64
-        )
 
-        def mode(*switches):
-            # The full-batch objective's summed gradient row has the type of
-            # the chunk gradients (a C-ordered 2-D array of the dtype).
-            return update_block_address(
-                switches, self.blocks, work.chunk_grads, params, grad, optimizer
+        def compute():
+            _check_dtypes(data, params)
+            adam_on, sgd_on, clip, _, _ = config
+            typeof = numba.typeof
+            types = numba.types
+            row = types.Array(typeof(params).dtype, 1, "C")
+            rows = types.Array(types.int64, 1, "C")
+            net = self.net(params.dtype)
+            chunk = kernel_address(
+                chunk_loss_grad,
+                (typeof(data), typeof(net), typeof(params), rows, row,
+                 typeof(work.a_off), typeof(work.z_off), typeof(work.d_off), row,
+                 typeof(data.is_sparse), typeof(dropout)),
+                types.float64,
+            )  # fmt: skip
+            weights = kernel_address(
+                weight_sum, (typeof(data.sample_weight), rows), types.float64
             )
 
-        step = finish = clipped_step = 0
-        if clip is None or clip:
-            finish = mode(True, None, None, None)
-        if clip:
-            clipped_step = mode(None, True, adam_on, sgd_on)
-        elif clip is not None:
-            step = mode(None, None, adam_on, sgd_on)
-        entries = Entries(chunk, weights, step, finish, clipped_step)
-        self._entry_cache[key] = entries
-        return entries
+            def mode(*switches):
+                # The full-batch objective's summed gradient row has the type of
+                # the chunk gradients (a C-ordered 2-D array of the dtype).
+                return update_block_address(
+                    switches, self.blocks, work.chunk_grads, params, grad, optimizer
+                )
+
+            step = finish = clipped_step = 0
+            if clip is None or clip:
+                finish = mode(True, None, None, None)
+            if clip:
+                clipped_step = mode(None, True, adam_on, sgd_on)
+            elif clip is not None:
+                step = mode(None, None, adam_on, sgd_on)
+            return Entries(chunk, weights, step, finish, clipped_step)
+
+        key = ("epoch", params.dtype.str, config, _type_key(data))
+        return self._cached(key, compute)
 
     def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):
         """Loss and gradient (into ``grad``) of the batch ``rows`` (default: all).
@@ -387,15 +388,14 @@ class Network:
 
     def _add_into_entry(self, dtype):
         """Address of :func:`fastbp._full_batch._add_into` for ``dtype``."""
-        key = ("add_into", np.dtype(dtype).str)
-        entry = self._entry_cache.get(key)
-        if entry is None:
+
+        def compute():
             vector = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-            entry = kernel_address(
+            return kernel_address(
                 _full_batch._add_into, (vector, vector), numba.types.none
             )
-            self._entry_cache[key] = entry
-        return entry
+
+        return self._cached(("add_into", np.dtype(dtype).str), compute)
 
     def predict(self, Xk, params):
         """Return ``y_hat`` (after the output activation) for every row.

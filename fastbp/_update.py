@@ -26,7 +26,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from ._jit import ORCHESTRATOR, call_erased, jit, kernel_address
+from ._jit import ORCHESTRATOR, RETURNS_NOTHING, call_erased, jit, kernel_address
 from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
 from ._parallel import parallel_for, worker_args
 
@@ -124,10 +124,6 @@ def _update_block(b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
     blocks.partial[b, 1] = sq_g
 
 
-#: The type of what a call returning nothing returns.
-_NOTHING = None
-
-
 def update_block_address(switches, blocks, chunk_grads, params, grad, opt):
     """Address of :func:`_update_block` for a pass's switches and real arrays.
 
@@ -155,7 +151,7 @@ def _block(ctx, b):
     (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks, params,
      grad, alpha, inv_sw, opt, scale, update, itemsize) = worker_args(ctx)  # fmt: skip
     call_erased(
-        update, itemsize, _NOTHING,
+        update, itemsize, RETURNS_NOTHING,
         (b, finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
          params, grad, alpha, inv_sw, opt, scale),
     )  # fmt: skip
@@ -196,7 +192,7 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
     if parallel is None:
         for b in range(n_blocks):
             call_erased(
-                update, itemsize, _NOTHING,
+                update, itemsize, RETURNS_NOTHING,
                 (b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
                  n_chunks, params, grad, alpha, inv_sw, opt, scale),
             )  # fmt: skip

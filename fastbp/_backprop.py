@@ -26,7 +26,8 @@ Three layers, as in stumpy:
 
 Every matrix is a row-major block of a flat array (the parameter vector, a
 chunk's workspace) named by its offset, and the products go straight to BLAS
-(:mod:`fastbp._linalg`): no views or reshapes are compiled.  The first layer
+(or, for chunks of a few rows, to loops; :data:`fastbp._linalg.PRODUCT`, called
+by address): no views or reshapes are compiled.  The first layer
 reads its input rows through an index array (no copy of X per batch); a scipy
 CSR matrix is read directly from ``data/indices/indptr``.
 
@@ -51,7 +52,7 @@ from ._jit import (
     call_separately,
     jit,
 )
-from ._linalg import NN, NT, TN, product
+from ._linalg import NN, NT, PRODUCT, TN
 from ._losses import DELTA, OUTPUT
 from ._parallel import parallel_for, worker_args
 
@@ -70,10 +71,12 @@ Data = namedtuple(
 #: each hidden layer's activation kernels (``act_forward``,
 #: ``act_derivative``: :data:`fastbp._activations.FORWARD` and ``DERIVATIVE``)
 #: and of the loss's kernels (``loss_output``, ``loss_delta``:
-#: :data:`fastbp._losses.OUTPUT` and ``DELTA``), and whether the loss value is
-#: the one scikit-learn reports (``reported``).  Addresses are valid in this
-#: process only: :class:`fastbp._network.Network` makes a ``Net`` when a call
-#: needs one.
+#: :data:`fastbp._losses.OUTPUT` and ``DELTA``), whether the loss value is
+#: the one scikit-learn reports (``reported``), and the address of the
+#: matrix product the layers use (``product``: :data:`fastbp._linalg.PRODUCT`;
+#: BLAS, or loops where training runs chunks of a few rows).  Addresses are
+#: valid in this process only: :class:`fastbp._network.Network` makes a
+#: ``Net`` when a call needs one.
 Net = namedtuple(
     "Net",
     [
@@ -85,6 +88,7 @@ Net = namedtuple(
         "loss_output",
         "loss_delta",
         "reported",
+        "product",
     ],
 )
 
@@ -112,6 +116,7 @@ _FORWARD_CALL = FORWARD.prototype
 _DERIVATIVE_CALL = DERIVATIVE.prototype
 _DELTA_CALL = DELTA.prototype
 _OUTPUT_CALL = OUTPUT.prototype
+_PRODUCT_CALL = PRODUCT.prototype
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -241,8 +246,10 @@ def forward(data, net, params, rows, ws, a_off, z_off, sparse, dropout):
                 _sparse_rows_dot, (data, rows, params, net.coef_off[0], fo, ws, out)
             )
         else:
-            call_separately(
-                product, (NN, n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out)
+            call_at(
+                net.product,
+                _PRODUCT_CALL,
+                (NN, n, fi, fo, ws, a_off[l], params, net.coef_off[l], ws, out),
             )
         b = params[net.intercept_off[l] : net.intercept_off[l] + fo]
         for i in range(n):
@@ -317,8 +324,10 @@ def chunk_loss_grad(
                 _sparse_rows_tdot, (data, rows, ws, d, fo, grad, net.coef_off[0], fi)
             )
         else:
-            call_separately(
-                product, (TN, n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l])
+            call_at(
+                net.product,
+                _PRODUCT_CALL,
+                (TN, n, fi, fo, ws, a_off[l], ws, d, grad, net.coef_off[l]),
             )
         # intercept_grad[l] = sum over rows of delta[l]
         gb = grad[net.intercept_off[l] : net.intercept_off[l] + fo]
@@ -332,8 +341,10 @@ def chunk_loss_grad(
         # Chain rule: delta[l-1] = (delta[l] @ W[l].T) * f'(A[l]), with the
         # weights before any update.
         below = d_off[1 - cur]
-        call_separately(
-            product, (NT, n, fo, fi, ws, d, params, net.coef_off[l], ws, below)
+        call_at(
+            net.product,
+            _PRODUCT_CALL,
+            (NT, n, fo, fi, ws, d, params, net.coef_off[l], ws, below),
         )
         zpre = ws[0:0]
         if z_off[l] >= 0:
@@ -463,7 +474,7 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     row_bytes = n_out * itemsize
     z0 = a_off[L] * itemsize
     for start in range(lo, hi, block_rows):
-        rows = index[start : min(start + block_rows, hi)]
+        rows = index[start : start + block_rows if start + block_rows < hi else hi]
         n = rows.shape[0]
         call_erased(
             forward_entry,

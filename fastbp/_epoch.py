@@ -142,9 +142,11 @@ def run_epoch(
     n_batches = 0
     status = OK
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+        # Comparisons, not min(): numba compiles its min() as a function of
+        # its own (one more compilation of a first fit).
+        stop = start + batch_size if start + batch_size < n else n
         rows = order[start:stop]
-        batch_n_chunks = min(n_chunks, stop - start)
+        batch_n_chunks = n_chunks if n_chunks < stop - start else stop - start
         if adam is not None:
             h = opt.hyper
             h[ADAM_LR_T] = adam_learning_rate(

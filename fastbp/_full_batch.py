@@ -27,7 +27,7 @@ def _add_into(total, part):
         total[k] += part[k]
 
 
-@jit(opt=ORCHESTRATOR, allocates=True)
+@jit(opt=ORCHESTRATOR)
 def loss_grad(
     data,
     net,
@@ -39,6 +39,7 @@ def loss_grad(
     opt,
     alpha,
     grad,
+    sums,
     sub_rows,
     parallel_chunks,
     parallel_blocks,
@@ -57,7 +58,10 @@ def loss_grad(
     The batch is walked in sub-batches of at most ``sub_rows`` rows, each split
     into up to ``n_chunks`` chunks, whose raw sums are added up in order: the
     workspace (and the rows gathered into it) stays bounded, so X is never
-    copied whole, and the sums never depend on the thread count.
+    copied whole, and the sums never depend on the thread count.  ``sums``
+    (shape ``(1, n_params)``, zeros) receives the raw sum; Python allocates
+    it: an allocation here would compile numba's allocation helpers and
+    reference counting into the first full-batch fit.
 
     As the epoch loop, this takes the float arrays as bytes
     (:func:`fastbp._jit.as_bytes`, ``itemsize`` per element) and calls the
@@ -67,13 +71,12 @@ def loss_grad(
     for every dtype.
     """
     n = rows.shape[0]
-    sums = np.zeros((1, params.shape[0]), dtype=np.uint8)  # zero bytes: 0.0
     total = sums[0]
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, sub_rows):
-        sub = rows[start : min(start + sub_rows, n)]
-        sub_chunks = min(n_chunks, sub.shape[0])
+        sub = rows[start : start + sub_rows if start + sub_rows < n else n]
+        sub_chunks = n_chunks if n_chunks < sub.shape[0] else sub.shape[0]
         sub_loss, sub_sw = call_separately(
             batch_gradients,
             (data, net, params, sub, work, sub_chunks, parallel_chunks, None,

@@ -704,7 +704,9 @@ def _call_at(typingctx, address, prototype, args):
         for t in (_numba_types.unliteral(t) for t in args)
     )
     table_argtypes, return_type = prototype.dispatcher.fastbp_signature
-    expected = tuple(table_argtypes(_numba_as_dtype(argtypes[0].dtype)))
+    # The members' float dtype is the one of the first array passed.
+    first = next(t for t in argtypes if isinstance(t, _numba_types.Array))
+    expected = tuple(table_argtypes(_numba_as_dtype(first.dtype)))
     if argtypes != expected:
         raise _numba_errors.TypingError(
             f"call_at({prototype.dispatcher.py_func.__name__}): arguments "

@@ -20,10 +20,15 @@ Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 leading dimensions passed as flags and the matrices as addresses: no view,
 reshape, transpose or contiguity check is compiled, which keeps every kernel
 that multiplies matrices small and fast to compile, and the one function
-that calls BLAS (``_gemm``) is compiled once for both dtypes.  Up to
-``SMALL_ROWS`` rows (online learning) the products are plain loops instead:
-BLAS call overhead and its skinny-shape kernels cost more than the arithmetic
-there.  The choice depends on the shapes only, so results never depend on the
+that calls BLAS (``_gemm``) is compiled once for both dtypes.
+
+Where training runs chunks of at most ``SMALL_ROWS`` rows (online learning)
+the products are plain loops instead (:func:`loop_product`): BLAS call
+overhead and its skinny-shape kernels cost more than the arithmetic there.
+The two are the members of the kernel table :data:`PRODUCT`; a network calls
+the one its workspace needs by address, so the loops are compiled only for
+configurations that run them (every first fit compiled them before: ~0.6 s).
+The choice depends on the batch size only, so results never depend on the
 thread count.
 """
 
@@ -34,7 +39,7 @@ from numba import types
 from numba.extending import intrinsic
 from numba.np.linalg import ensure_blas
 
-from ._jit import jit
+from ._jit import KernelTable, array_type, jit
 
 ensure_blas()  # registers numba's BLAS helpers (scipy's cython_blas) with LLVM
 
@@ -161,18 +166,26 @@ def product(op, n, p, q, A, a0, B, b0, C, c0):
     three: each compiled function costs a fixed ~0.1 s however small, and
     these are compiled for every dtype.
     """
-    if n > SMALL_ROWS:
-        a = _address(A, a0)
-        b = _address(B, b0)
-        c = _address(C, c0)
-        # Row-major C = op(A) op(B) is Fortran-order C.T = op(B).T op(A).T.
-        if op == NN:
-            _gemm(C.itemsize, _N, _N, q, n, p, b, q, a, p, c, q)
-        elif op == TN:
-            _gemm(C.itemsize, _N, _T, q, p, n, b, q, a, p, c, q)
-        else:
-            _gemm(C.itemsize, _T, _N, q, n, p, b, p, a, p, c, q)
-        return
+    a = _address(A, a0)
+    b = _address(B, b0)
+    c = _address(C, c0)
+    # Row-major C = op(A) op(B) is Fortran-order C.T = op(B).T op(A).T.
+    if op == NN:
+        _gemm(C.itemsize, _N, _N, q, n, p, b, q, a, p, c, q)
+    elif op == TN:
+        _gemm(C.itemsize, _N, _T, q, p, n, b, q, a, p, c, q)
+    else:
+        _gemm(C.itemsize, _T, _N, q, n, p, b, p, a, p, c, q)
+
+
+@jit(from_python=False)
+def loop_product(op, n, p, q, A, a0, B, b0, C, c0):
+    """:func:`product` as plain loops, for chunks of a few rows.
+
+    Correct for any ``n``; faster than BLAS up to :data:`SMALL_ROWS` rows,
+    where BLAS call overhead and its skinny-shape kernels cost more than the
+    arithmetic.
+    """
     # Slices, not offset arithmetic: indices then start at 0 and the loops
     # vectorise (numba's negative-index wraparound folds away).
     if op == NN:
@@ -207,3 +220,21 @@ def product(op, n, p, q, A, a0, B, b0, C, c0):
                 for j in range(p):
                     acc += a[j] * b[j]
                 c[r] = acc
+
+
+#: :data:`PRODUCT` codes.
+BLAS = 0
+LOOPS = 1
+
+
+def _product_argtypes(dtype):
+    """``(op, n, p, q, A, a0, B, b0, C, c0)``: flat arrays of ``dtype``."""
+    int64 = types.int64
+    vector = array_type(dtype)
+    return (int64, int64, int64, int64, vector, int64, vector, int64, vector, int64)
+
+
+#: The products of a layer, by code: :data:`BLAS` or :data:`LOOPS`.
+PRODUCT = KernelTable(
+    _product_argtypes, types.none, {BLAS: product, LOOPS: loop_product}
+)

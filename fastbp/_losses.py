@@ -155,7 +155,8 @@ def log_loss_output(z, n_out):
         row = z[r : r + n_out]
         zmax = row[0]
         for j in range(1, n_out):
-            zmax = max(zmax, row[j])
+            if row[j] > zmax:  # max() is a function of its own in numba
+                zmax = row[j]
         total = 0.0
         for j in range(n_out):
             e = math.exp(row[j] - zmax)
@@ -175,7 +176,8 @@ def log_loss_delta(z, n_out, Y, sample_weight, rows, delta, reported):
         loss_i = 0.0
         zmax = zi[0]
         for j in range(1, n_out):
-            zmax = max(zmax, zi[j])
+            if zi[j] > zmax:
+                zmax = zi[j]
         total = 0.0
         for j in range(n_out):
             total += math.exp(zi[j] - zmax)

@@ -31,6 +31,7 @@ from ._backprop import (
 )
 from ._epoch import Entries
 from ._jit import as_bytes, kernel_address
+from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
 from ._update import (
@@ -134,6 +135,11 @@ def _n_rows(Xk):
     return Xk[3].shape[0] - 1 if Xk[4] else Xk[0].shape[0]
 
 
+def _max_chunk_rows(batch_size):
+    """Rows of the largest chunk of a batch of ``batch_size`` rows."""
+    return -(-batch_size // n_chunks_for(batch_size))
+
+
 def _flag(on):
     """``True`` or ``None``: the kernels' compile-time switch."""
     return True if on else None
@@ -180,13 +186,17 @@ class Network:
         self._scratch = {}
         self._entry_cache = {}
 
-    def net(self, dtype):
+    def net(self, dtype, batch_size=None):
         """The :class:`fastbp._backprop.Net` for ``dtype`` (cached).
 
-        Compiles (or loads) the network's activation and loss kernels for
-        ``dtype`` the first time, and holds their addresses.
+        Compiles (or loads) the network's activation, loss and product
+        kernels for ``dtype`` the first time, and holds their addresses.
+        ``batch_size`` is the batch a workspace is sized for (``None``:
+        prediction); where it makes chunks of at most
+        :data:`fastbp._linalg.SMALL_ROWS` rows, the products are loops.
         """
-        key = np.dtype(dtype).str
+        small = batch_size is not None and _max_chunk_rows(batch_size) <= SMALL_ROWS
+        key = (np.dtype(dtype).str, small)
         if key not in self._nets:
             loss = self.loss_code % REPORTED
             self._nets[key] = Net(
@@ -204,6 +214,7 @@ class Network:
                 np.int64(OUTPUT.address(loss, dtype)),
                 np.int64(DELTA.address(loss, dtype)),
                 self.loss_code >= REPORTED,
+                np.int64(PRODUCT.address(LOOPS if small else BLAS, dtype)),
             )
         return self._nets[key]
 
@@ -212,7 +223,7 @@ class Network:
         key = (int(batch_size), np.dtype(dtype).str, bool(is_sparse))
         if key not in self._scratch:
             n_chunks = n_chunks_for(batch_size)
-            max_rows = -(-batch_size // n_chunks)
+            max_rows = _max_chunk_rows(batch_size)
             a_off, z_off, d_off, size = workspace_layout(
                 self.layout.layer_units, self.hidden_codes, max_rows, is_sparse
             )
@@ -248,9 +259,10 @@ class Network:
             dropout is None,
         )
         adam_on, sgd_on, _, parallel_chunks, _ = config
+        net = self.net(params.dtype, batch_size)
         return _epoch.run_epoch(
             _data_bytes(data),
-            self.net(params.dtype),
+            net,
             as_bytes(params),
             order,
             int(batch_size),
@@ -268,7 +280,7 @@ class Network:
             parallel_chunks,
             self.parallel_blocks,
             dropout,
-            self._entries(config, data, params, work, optimizer, grad, dropout),
+            self._entries(config, data, net, params, work, optimizer, grad, dropout),
             params.itemsize,
         )  # fmt: skip
 
@@ -300,7 +312,7 @@ class Network:
 
         return self._cached(("forward", params.dtype.str, _type_key(data)), compute)
 
-    def _entries(self, config, data, params, work, optimizer, grad, dropout):
+    def _entries(self, config, data, net, params, work, optimizer, grad, dropout):
         """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
 
         ``config`` is ``(adam, sgd, clip, parallel_chunks, no_dropout)``, with
@@ -318,7 +330,6 @@ class Network:
             types = numba.types
             row = types.Array(typeof(params).dtype, 1, "C")
             rows = types.Array(types.int64, 1, "C")
-            net = self.net(params.dtype)
             chunk = kernel_address(
                 chunk_loss_grad,
                 (typeof(data), typeof(net), typeof(params), rows, row,
@@ -356,20 +367,20 @@ class Network:
         """
         if rows is None:
             rows = np.arange(Y.shape[0], dtype=np.int64)
-        work, n_chunks = self.workspace(
-            min(rows.shape[0], SUB_BATCH_ROWS), params.dtype, Xk[4]
-        )
+        sub_batch = min(rows.shape[0], SUB_BATCH_ROWS)
+        work, n_chunks = self.workspace(sub_batch, params.dtype, Xk[4])
         data = Data(*Xk, Y, sample_weight)
         no_state = params[:0]
         opt = Optimizer(np.zeros(N_HYPER), no_state, no_state)
         parallel_chunks = _flag(n_chunks > 1)
+        net = self.net(params.dtype, sub_batch)
         entries = self._entries(
-            (None, None, None, parallel_chunks, True), data, params, work, opt,
-            grad, None,
+            (None, None, None, parallel_chunks, True), data, net, params, work,
+            opt, grad, None,
         )  # fmt: skip
         return _full_batch.loss_grad(
             _data_bytes(data),
-            self.net(params.dtype),
+            net,
             as_bytes(params),
             rows,
             _work_bytes(work),
@@ -378,6 +389,7 @@ class Network:
             _optimizer_bytes(opt),
             float(alpha),
             as_bytes(grad),
+            as_bytes(np.zeros((1, params.shape[0]), dtype=params.dtype)),
             SUB_BATCH_ROWS,
             parallel_chunks,
             self.parallel_blocks,

@@ -1,5 +1,6 @@
 """The training engine: optimizer steps, schedules, clipping, full batch, Ctrl-C."""
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
-from fastbp._jit import as_bytes, call_separately
+from fastbp._jit import as_bytes, call_at, call_separately
+from fastbp._linalg import BLAS, LOOPS, NN, NT, PRODUCT, SMALL_ROWS, TN
 from fastbp._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -400,6 +402,81 @@ def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
             signatures.append([set(loop.overloads) for loop in loops])
     assert signatures[0] == signatures[1]
     assert all(signatures[0])  # every loop ran
+
+
+_PRODUCT = PRODUCT.prototype
+
+
+@numba.njit
+def _call_product(address, op, n, p, q, A, B, C):
+    call_at(address, _PRODUCT, (op, n, p, q, A, 0, B, 0, C, 0))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, SMALL_ROWS, 7])
+@pytest.mark.parametrize("code", [BLAS, LOOPS])
+def test_both_products_compute_each_layer_product(code, n, dtype):
+    # Oracle: numpy's matmul on the same row-major blocks.  The loops are
+    # correct for any number of rows (training uses them up to SMALL_ROWS).
+    rng = np.random.RandomState(n)
+    p, q = 5, 3
+    address = PRODUCT.address(code, dtype)
+    cases = {
+        NN: (rng.standard_normal((n, p)), rng.standard_normal((p, q)), (n, q)),
+        TN: (rng.standard_normal((n, p)), rng.standard_normal((n, q)), (p, q)),
+        NT: (rng.standard_normal((n, p)), rng.standard_normal((q, p)), (n, q)),
+    }
+    for op, (A, B, shape) in cases.items():
+        A, B = A.astype(dtype), B.astype(dtype)
+        C = np.full(shape, np.nan, dtype=dtype)  # every entry must be written
+        _call_product(address, op, n, p, q, A.ravel(), B.ravel(), C.ravel())
+        expected = A @ B if op == NN else A.T @ B if op == TN else A @ B.T
+        np.testing.assert_allclose(C, expected, rtol=10 * TOL[dtype], atol=0)
+
+
+_PRODUCTS_LOADED = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import fastbp
+    from fastbp import _linalg
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((203, 5))  # batches of 200 leave a last one of 3
+    y = (X[:, 0] > 0).astype(int)
+    loaded = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for params in ({"batch_size": 200}, {"solver": "lbfgs"},
+                       {"solver": "sgd", "batch_size": 4}):
+            model = fastbp.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params
+            ).fit(X, y)
+            model.predict(X[:1])
+            loaded.append([len(_linalg.product.overloads),
+                           len(_linalg.loop_product.overloads)])
+    print(json.dumps(loaded))
+    """
+)
+
+
+def test_loop_products_are_compiled_only_where_training_runs_small_chunks():
+    # Mini-batch and full-batch training, a last batch of 3 rows and a
+    # one-row prediction run BLAS products only: the loops (one compilation
+    # per dtype, ~0.6 s) are compiled or loaded only once a fit's chunks hold
+    # at most SMALL_ROWS rows.  A fresh process, so that no other test's fit
+    # has loaded them.
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _PRODUCTS_LOADED], capture_output=True, text=True,
+        env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == [[1, 0], [1, 0], [1, 1]]
 
 
 @pytest.mark.kernel

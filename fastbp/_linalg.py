@@ -80,7 +80,8 @@ _ONE_ZERO = np.concatenate(
     ]
 )
 
-#: Up to this many rows, products are loops rather than BLAS calls.
+#: Training chunks of at most this many rows multiply with loops
+#: (:func:`loop_product`) rather than BLAS calls.
 SMALL_ROWS = 4
 
 
@@ -234,7 +235,8 @@ def _product_argtypes(dtype):
     return (int64, int64, int64, int64, vector, int64, vector, int64, vector, int64)
 
 
-#: The products of a layer, by code: :data:`BLAS` or :data:`LOOPS`.
+#: The products of a layer, by code: ``BLAS`` (:func:`product`) or ``LOOPS``
+#: (:func:`loop_product`).
 PRODUCT = KernelTable(
     _product_argtypes, types.none, {BLAS: product, LOOPS: loop_product}
 )

@@ -37,11 +37,8 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
-from numba.np.linalg import ensure_blas
 
 from ._jit import KernelTable, array_type, jit
-
-ensure_blas()  # registers numba's BLAS helpers (scipy's cython_blas) with LLVM
 
 #: ``numba_xxgemm(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
 #: c, ldc)``: Fortran-order ``c = alpha op(a) op(b) + beta c``; ``kind`` is
@@ -99,6 +96,13 @@ def _address(typingctx, array, offset):
 @intrinsic
 def _as_pointer(typingctx, address):
     """An integer address as a pointer for BLAS."""
+    # Where numba's own np.dot checks for scipy's BLAS: when the caller
+    # compiles.  Imported here, not at import time: numba.np.linalg pulls in
+    # ~60 ms of numba modules that a process loading its kernels from the
+    # cache never needs (numba's gemm helper finds scipy's BLAS itself).
+    from numba.np.linalg import ensure_blas
+
+    ensure_blas()
 
     def codegen(context, builder, signature, llargs):
         return builder.inttoptr(llargs[0], context.get_value_type(types.voidptr))

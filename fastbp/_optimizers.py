@@ -52,8 +52,16 @@ N_HYPER = 7
 
 @jit(inline=True)
 def adam_learning_rate(learning_rate, beta_1, beta_2, t):
-    """Adam's step size at update ``t``: ``eta sqrt(1 - b2**t) / (1 - b1**t)``."""
-    return learning_rate * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+    """Adam's step size at update ``t``: ``eta sqrt(1 - b2**t) / (1 - b1**t)``.
+
+    The powers take ``t`` as a float: numba's ``float ** int`` multiplies by
+    repeated squaring (and is a function of its own to compile), while
+    scikit-learn's Python ``float ** int`` is C's ``pow``; as a float power
+    the step size is scikit-learn's to the last bit (numba's differed at
+    three updates in four).
+    """
+    tf = float(t)
+    return learning_rate * math.sqrt(1.0 - beta_2**tf) / (1.0 - beta_1**tf)
 
 
 @jit(inline=True)

@@ -115,6 +115,35 @@ def test_adam_step_closed_form(dtype, t):
     np.testing.assert_allclose(p, ep, rtol=TOL[dtype] * 10)
 
 
+def test_adam_step_size_is_scikit_learns_to_the_bit():
+    # Oracle: scikit-learn's AdamOptimizer, whose step size is computed in
+    # Python.  Through the epoch kernel (fastbp's compile flags): after an
+    # epoch of k batches, the hyper array holds the step size of update k.
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    from fastbp._network import Network, kernel_input
+    from fastbp._params import ParamLayout
+
+    layout = ParamLayout([2, 3, 1])
+    network = Network(layout, np.array([0]), 0)
+    X = np.random.RandomState(0).standard_normal((8, 2))
+    Y, sw = X[:, :1].copy(), np.ones(8)
+    oracle = AdamOptimizer([np.zeros(1)], learning_rate_init=0.001)
+    params = np.zeros(layout.n_params)
+    hyper = np.zeros(N_HYPER)
+    hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2] = 0.001, 0.9, 0.999
+    hyper[EPSILON] = 1e-8
+    opt = Optimizer(hyper, np.zeros_like(params), np.zeros_like(params))
+    for t in range(1, 201):
+        oracle._get_updates([np.zeros(1)])  # scikit-learn's update t
+        # One epoch of one batch, as update t (adam_t counts those before).
+        network.run_epoch(
+            kernel_input(X, np.float64), Y, sw, np.arange(8), 8, params, opt,
+            True, t - 1, 0.0, None, np.empty_like(params), np.empty(2),
+        )  # fmt: skip
+        assert hyper[ADAM_LR_T] == oracle.learning_rate, t
+
+
 def test_clipping_spares_gradients_below_the_threshold():
     """A threshold no batch gradient reaches leaves the model bit-identical."""
     X, y = make_regression(64, 4, random_state=0)

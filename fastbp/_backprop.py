@@ -51,6 +51,7 @@ from ._jit import (
     call_erased,
     call_separately,
     jit,
+    smaller,
 )
 from ._linalg import NN, NT, PRODUCT, TN
 from ._losses import DELTA, OUTPUT
@@ -474,7 +475,7 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     row_bytes = n_out * itemsize
     z0 = a_off[L] * itemsize
     for start in range(lo, hi, block_rows):
-        rows = index[start : start + block_rows if start + block_rows < hi else hi]
+        rows = index[start : smaller(start + block_rows, hi)]
         n = rows.shape[0]
         call_erased(
             forward_entry,

@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_separately, jit
+from ._jit import ORCHESTRATOR, call_separately, jit, smaller
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -142,11 +142,9 @@ def run_epoch(
     n_batches = 0
     status = OK
     for start in range(0, n, batch_size):
-        # Comparisons, not min(): numba compiles its min() as a function of
-        # its own (one more compilation of a first fit).
-        stop = start + batch_size if start + batch_size < n else n
+        stop = smaller(start + batch_size, n)
         rows = order[start:stop]
-        batch_n_chunks = n_chunks if n_chunks < stop - start else stop - start
+        batch_n_chunks = smaller(n_chunks, stop - start)
         if adam is not None:
             h = opt.hyper
             h[ADAM_LR_T] = adam_learning_rate(

@@ -16,7 +16,14 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, RETURNS_NOTHING, call_erased, call_separately, jit
+from ._jit import (
+    ORCHESTRATOR,
+    RETURNS_NOTHING,
+    call_erased,
+    call_separately,
+    jit,
+    smaller,
+)
 from ._update import finish_and_step, inverse_weight_sum
 
 
@@ -75,8 +82,8 @@ def loss_grad(
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, sub_rows):
-        sub = rows[start : start + sub_rows if start + sub_rows < n else n]
-        sub_chunks = n_chunks if n_chunks < sub.shape[0] else sub.shape[0]
+        sub = rows[start : smaller(start + sub_rows, n)]
+        sub_chunks = smaller(n_chunks, sub.shape[0])
         sub_loss, sub_sw = call_separately(
             batch_gradients,
             (data, net, params, sub, work, sub_chunks, parallel_chunks, None,

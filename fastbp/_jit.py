@@ -337,6 +337,16 @@ def _warn_no_cache(exc):
         )
 
 
+@jit(inline=True)
+def smaller(a, b):
+    """``min(a, b)`` for kernels, as Python picks it (``a`` unless ``b < a``).
+
+    numba compiles its own ``min`` as a function of its own, one more
+    compilation of a first fit; this one is copied into its callers.
+    """
+    return b if b < a else a
+
+
 def max_threads():
     """Return the largest number of threads the kernels may use."""
     return numba.config.NUMBA_NUM_THREADS

@@ -6,6 +6,7 @@
   user-wide directory instead, and a second process loads them from there.
 * With no writable location at all, fastbp still imports and works, compiling
   in memory, and says so once.
+* A process compiles or loads only the kernels its fits run.
 
 numba's cache locators decide writability by trying to create a file; CI runs
 as root, for whom file modes do not stop writes, so the child process makes
@@ -98,6 +99,22 @@ def fitted(tmp_path_factory):
     return model_path, X_path, expected
 
 
+def _run_child(code, env, cwd, *args):
+    """Run ``code`` (with ``args``) in a child process; its last line is JSON."""
+    # The fastbp this test imported, whether installed or in the checkout.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env = dict(env, PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _child(mode, fitted, tmp_path):
     model_path, X_path, _ = fitted
     env = dict(os.environ)
@@ -107,18 +124,7 @@ def _child(mode, fitted, tmp_path):
         # child keeps it: it must find what this process cached there.
         env.pop("NUMBA_CACHE_DIR", None)
     env["XDG_CACHE_HOME"] = str(tmp_path / "user-cache")
-    # The fastbp this test imported, whether installed or in the checkout.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(model_path), str(X_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _run_child(_CHILD, env, tmp_path, mode, str(model_path), str(X_path))
 
 
 def test_unpickled_model_loads_kernels_without_compiling(fitted, tmp_path):
@@ -173,14 +179,7 @@ _COUNT_COMPILES = textwrap.dedent(
 
 def _run_with_cache(code, cache_dir, cwd):
     """Run ``code`` in a child process with ``NUMBA_CACHE_DIR=cache_dir``."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _run_child(code, dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir)), cwd)
 
 
 _FIRST_FITS = _COUNT_COMPILES + textwrap.dedent(
@@ -364,3 +363,40 @@ def test_cached_callers_survive_callees_compiled_again_by_another_process(tmp_pa
     second = _run_with_cache(_RECOMPILE_CALLEES, tmp_path, tmp_path)
     third = _run_with_cache(fill, tmp_path, tmp_path)
     assert first["coefs"] == second["coefs"] == third["coefs"]
+
+
+_PRODUCTS_LOADED = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import fastbp
+    from fastbp import _linalg
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((203, 5))  # batches of 200 leave a last one of 3
+    y = (X[:, 0] > 0).astype(int)
+    loaded = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for params in ({"batch_size": 200}, {"solver": "lbfgs"},
+                       {"solver": "sgd", "batch_size": 4}):
+            model = fastbp.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params
+            ).fit(X, y)
+            model.predict(X[:1])
+            loaded.append([len(_linalg.product.overloads),
+                           len(_linalg.loop_product.overloads)])
+    print(json.dumps(loaded))
+    """
+)
+
+
+def test_loop_products_are_compiled_only_where_training_runs_small_chunks(tmp_path):
+    # Mini-batch and full-batch training, a last batch of 3 rows and a
+    # one-row prediction run BLAS products only: the loops (one compilation
+    # per dtype, ~0.6 s) are compiled or loaded only once a fit's chunks hold
+    # at most SMALL_ROWS rows.  A fresh process, so that no other test's fit
+    # has loaded them, with the user's cache (loaded and compiled kernels
+    # count alike).
+    loaded = _run_child(_PRODUCTS_LOADED, os.environ, tmp_path)
+    assert loaded == [[1, 0], [1, 0], [1, 1]]

@@ -1,6 +1,5 @@
 """The training engine: optimizer steps, schedules, clipping, full batch, Ctrl-C."""
 
-import json
 import os
 import signal
 import subprocess
@@ -462,50 +461,6 @@ def test_both_products_compute_each_layer_product(code, n, dtype):
         _call_product(address, op, n, p, q, A.ravel(), B.ravel(), C.ravel())
         expected = A @ B if op == NN else A.T @ B if op == TN else A @ B.T
         np.testing.assert_allclose(C, expected, rtol=10 * TOL[dtype], atol=0)
-
-
-_PRODUCTS_LOADED = textwrap.dedent(
-    """
-    import json, warnings
-    import numpy as np
-    import fastbp
-    from fastbp import _linalg
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((203, 5))  # batches of 200 leave a last one of 3
-    y = (X[:, 0] > 0).astype(int)
-    loaded = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for params in ({"batch_size": 200}, {"solver": "lbfgs"},
-                       {"solver": "sgd", "batch_size": 4}):
-            model = fastbp.MLPClassifier(
-                hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params
-            ).fit(X, y)
-            model.predict(X[:1])
-            loaded.append([len(_linalg.product.overloads),
-                           len(_linalg.loop_product.overloads)])
-    print(json.dumps(loaded))
-    """
-)
-
-
-def test_loop_products_are_compiled_only_where_training_runs_small_chunks():
-    # Mini-batch and full-batch training, a last batch of 3 rows and a
-    # one-row prediction run BLAS products only: the loops (one compilation
-    # per dtype, ~0.6 s) are compiled or loaded only once a fit's chunks hold
-    # at most SMALL_ROWS rows.  A fresh process, so that no other test's fit
-    # has loaded them.
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", _PRODUCTS_LOADED], capture_output=True, text=True,
-        env=env,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded == [[1, 0], [1, 0], [1, 1]]
 
 
 @pytest.mark.kernel

@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_separately, jit, smaller
+from ._jit import ORCHESTRATOR, call_separately, jit, smaller, unpack
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -40,6 +40,18 @@ Entries = namedtuple(
     "Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"]
 )
 
+#: The arrays of one training call that :func:`run_epoch` takes packed
+#: (:func:`fastbp._jit.pack`): the training data, the network, the flat
+#: parameters, the chunks' workspace, the parameter blocks, the optimizer,
+#: the finished-gradient scratch, the per-layer gradient norms and the
+#: per-dtype kernels called.  They stay the same from epoch to epoch; what
+#: changes (the sample order, Adam's update count) comes as arguments.
+EpochBundle = namedtuple(
+    "EpochBundle",
+    ["data", "net", "params", "work", "blocks", "opt", "grad", "layer_grad_norms",
+     "entries"],
+)  # fmt: skip
+
 #: Status codes returned by :func:`run_epoch`.
 OK = 0
 NON_FINITE_LOSS = 1
@@ -47,33 +59,26 @@ NON_FINITE_LOSS = 1
 
 @jit(opt=ORCHESTRATOR)
 def run_epoch(
-    data,
-    net,
-    params,
+    bundle,
+    bundle_types,
     order,
     batch_size,
-    work,
     n_chunks,
-    blocks,
-    opt,
     adam,
     sgd,
     adam_t,
     alpha,
     max_grad_norm,
-    grad,
-    layer_grad_norms,
     parallel_chunks,
     parallel_blocks,
     dropout,
-    entries,
     itemsize,
 ):
     """Train one epoch in place.
 
-    The float arrays (``data.X``, ``data.X_data``, ``data.Y``,
+    The float arrays of the bundle (``data.X``, ``data.X_data``, ``data.Y``,
     ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
-    ``opt.state_1``, ``opt.state_2``, ``grad``) come as their bytes
+    ``opt.state_1``, ``opt.state_2``, ``grad``) are their bytes
     (:func:`fastbp._jit.as_bytes`) and ``itemsize`` is their dtype's: the loop
     only hands them on, to :func:`fastbp._backprop.batch_gradients` and
     :func:`fastbp._update.finish_and_step` (which do the same, down to the
@@ -82,21 +87,26 @@ def run_epoch(
 
     Parameters
     ----------
-    data : fastbp._backprop.Data
-    net : fastbp._backprop.Net
-    params : ndarray of shape (n_params,)
-        The flat parameter vector, updated in place.
+    bundle : ndarray of int64
+        An :class:`EpochBundle` packed by :func:`fastbp._jit.pack`:
+        ``data`` (:class:`fastbp._backprop.Data`), ``net``
+        (:class:`fastbp._backprop.Net`), ``params`` (the flat parameter
+        vector, updated in place), ``work`` (a
+        :class:`fastbp._backprop.Workspace` sized for ``n_chunks`` chunks of
+        a full batch; the shorter last batch fits in it), ``blocks``
+        (:class:`fastbp._update.Blocks`), ``opt``
+        (:class:`fastbp._update.Optimizer`, updated in place), ``grad``
+        (scratch for the finished gradient), ``layer_grad_norms`` (receives
+        the sum over batches of each layer's coefficient-gradient L2 norm,
+        before clipping) and ``entries`` (:class:`Entries`: the kernels
+        called, for the dtype and this configuration).
+    bundle_types : numba type
+        The bundle's type, from :func:`fastbp._jit.pack`.
     order : ndarray of int64
         The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
     batch_size : int
-    work : fastbp._backprop.Workspace
-        Sized for ``n_chunks`` chunks of a full batch (the shorter last batch
-        fits in it).
     n_chunks : int
         Chunks per full batch (``n_chunks_for`` in :mod:`fastbp._backprop`).
-    blocks : fastbp._update.Blocks
-    opt : fastbp._update.Optimizer
-        Updated in place.
     adam, sgd : None or True
         Which optimizer: one is ``True``, the other ``None``; only that
         optimizer's code is compiled.
@@ -106,19 +116,12 @@ def run_epoch(
         L2 penalty.
     max_grad_norm : None or float
         Clipping threshold; ``None`` compiles and runs no clipping.
-    grad : ndarray of shape (n_params,)
-        Scratch for the finished gradient.
-    layer_grad_norms : ndarray of shape (n_layers - 1,)
-        Receives the sum over batches of each layer's coefficient-gradient L2
-        norm (before clipping).
     parallel_chunks, parallel_blocks : None or True
         Whether chunks and parameter blocks run in parallel; ``None`` compiles
         and runs the serial code only.
     dropout : fastbp._backprop.Dropout or None
         Inverted dropout of the hidden layers; ``None`` compiles no dropout
         code.
-    entries : Entries
-        The kernels called, for the dtype and this configuration.
     itemsize : int
         Bytes per element of the float arrays.
 
@@ -135,6 +138,9 @@ def run_epoch(
         Adam's update counter after the epoch.
 
     """
+    data, net, params, work, blocks, opt, grad, layer_grad_norms, entries = unpack(
+        bundle, bundle_types
+    )
     n = order.shape[0]
     layer_sq = work.layer_sq
     layer_grad_norms[:] = 0.0

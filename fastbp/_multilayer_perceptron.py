@@ -545,6 +545,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         # being trained until a better validation score is found.
         best_params = params.copy() if first_pass else params
         self.n_iter_ = 0  # every call counts its own epochs (t_ goes on)
+        epochs = network.epochs(
+            data.Xk, data.Y, data.sample_weight, data.batch_size, params,
+            Optimizer(opt.kernel_hyper(), opt.state_1, opt.state_2),
+            opt.solver == "adam", self.alpha, self.max_grad_norm, grad, norms,
+            dropout,
+        )  # fmt: skip
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
@@ -555,16 +561,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     sample_idx = sample_idx[perm]
                 hooks.step_begin("epoch", params, layout)
                 # The learning rate may change between epochs (schedules).
-                kernel_opt = Optimizer(opt.kernel_hyper(), opt.state_1, opt.state_2)
-                loss_sum, n_batches, _, opt.t = network.run_epoch(
-                    data.Xk, data.Y, data.sample_weight, sample_idx,
-                    data.batch_size, params, kernel_opt, opt.solver == "adam", opt.t,
-                    self.alpha, self.max_grad_norm, grad, norms,
-                    # Masks keyed on samples seen before the epoch: unique
-                    # across epochs, fits and partial_fit calls.
-                    None if dropout is None else dropout._replace(
-                        epoch=np.int64(self.t_)),
-                )  # fmt: skip
+                epochs.hyper[:] = opt.kernel_hyper()
+                # Dropout masks are keyed on the samples seen before the
+                # epoch: unique across epochs, fits and partial_fit calls.
+                loss_sum, n_batches, _, opt.t = epochs.run(sample_idx, opt.t, self.t_)
                 if not (self.early_stopping or np.all(np.isfinite(params))):
                     # Non-finite weights stay so: scikit-learn would train on
                     # to max_iter, then raise.  (A non-finite loss alone, as

@@ -30,7 +30,7 @@ from ._backprop import (
     workspace_layout,
 )
 from ._epoch import Entries
-from ._jit import as_bytes, kernel_address
+from ._jit import as_bytes, kernel_address, pack
 from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
@@ -239,50 +239,20 @@ class Network:
             self._scratch[key] = (work, n_chunks)
         return self._scratch[key]
 
-    def run_epoch(self, Xk, Y, sample_weight, order, batch_size, params, optimizer,
-                  adam, adam_t, alpha, max_grad_norm, grad, layer_grad_norms,
-                  dropout=None):  # fmt: skip
-        """Train one epoch in place (:func:`fastbp._epoch.run_epoch`).
+    def epochs(self, Xk, Y, sample_weight, batch_size, params, optimizer, adam,
+               alpha, max_grad_norm, grad, layer_grad_norms, dropout=None):  # fmt: skip
+        """An :class:`EpochRunner`: the epoch kernel bound to a training call's arrays.
 
-        ``optimizer`` is an :class:`fastbp._update.Optimizer`, ``adam`` whether
-        it is Adam's (else SGD's), ``max_grad_norm`` a float or ``None`` (no
-        clipping); ``dropout`` a :class:`fastbp._backprop.Dropout` or ``None``.
-        Returns ``(loss_sum, n_batches, status, adam_t)``.
+        ``Xk`` is the tuple from :func:`kernel_input`, ``optimizer`` an
+        :class:`fastbp._update.Optimizer` (its ``hyper`` array is the
+        runner's: see :meth:`EpochRunner.run`), ``adam`` whether it is Adam's
+        (else SGD's), ``max_grad_norm`` a float or ``None`` (no clipping),
+        ``dropout`` a :class:`fastbp._backprop.Dropout` (its ``epoch`` is set
+        by every run) or ``None``.  The arrays are trained in place.
         """
-        work, n_chunks = self.workspace(batch_size, params.dtype, Xk[4])
-        data = Data(*Xk, Y, sample_weight)
-        config = (
-            _flag(adam),
-            _flag(not adam),
-            max_grad_norm is not None,
-            _flag(n_chunks > 1),
-            dropout is None,
-        )
-        adam_on, sgd_on, _, parallel_chunks, _ = config
-        net = self.net(params.dtype, batch_size)
-        return _epoch.run_epoch(
-            _data_bytes(data),
-            net,
-            as_bytes(params),
-            order,
-            int(batch_size),
-            _work_bytes(work),
-            n_chunks,
-            self.blocks,
-            _optimizer_bytes(optimizer),
-            adam_on,
-            sgd_on,
-            int(adam_t),
-            float(alpha),
-            None if max_grad_norm is None else float(max_grad_norm),
-            as_bytes(grad),
-            layer_grad_norms,
-            parallel_chunks,
-            self.parallel_blocks,
-            dropout,
-            self._entries(config, data, net, params, work, optimizer, grad, dropout),
-            params.itemsize,
-        )  # fmt: skip
+        return EpochRunner(self, Xk, Y, sample_weight, batch_size, params, optimizer,
+                           adam, alpha, max_grad_norm, grad, layer_grad_norms,
+                           dropout)  # fmt: skip
 
     def _cached(self, key, compute):
         """``compute()`` (kernel addresses) once per ``key`` for this network.
@@ -447,3 +417,64 @@ class Network:
         else:
             list(_thread_pool().map(share, range(n_threads)))
         return out
+
+
+class EpochRunner:
+    """:func:`fastbp._epoch.run_epoch` bound to one training call's arrays.
+
+    Made by :meth:`Network.epochs`.  The arrays are packed
+    (:func:`fastbp._jit.pack`) once, here, and the runner holds them for as
+    long as it lives, so that an epoch passes the kernel a handful of
+    values.
+    """
+
+    def __init__(self, network, Xk, Y, sample_weight, batch_size, params,
+                 optimizer, adam, alpha, max_grad_norm, grad, layer_grad_norms,
+                 dropout):  # fmt: skip
+        work, n_chunks = network.workspace(batch_size, params.dtype, Xk[4])
+        data = Data(*Xk, Y, sample_weight)
+        config = (
+            _flag(adam),
+            _flag(not adam),
+            max_grad_norm is not None,
+            _flag(n_chunks > 1),
+            dropout is None,
+        )
+        adam_on, sgd_on, _, parallel_chunks, _ = config
+        net = network.net(params.dtype, batch_size)
+        entries = network._entries(
+            config, data, net, params, work, optimizer, grad, dropout
+        )
+        self.hyper = optimizer.hyper
+        self._dropout = dropout
+        self._bundle = _epoch.EpochBundle(
+            _data_bytes(data), net, as_bytes(params), _work_bytes(work),
+            network.blocks, _optimizer_bytes(optimizer), as_bytes(grad),
+            layer_grad_norms, entries,
+        )  # fmt: skip
+        self._packed = pack(self._bundle)
+        self._settings = (
+            int(batch_size), n_chunks, adam_on, sgd_on, float(alpha),
+            None if max_grad_norm is None else float(max_grad_norm),
+            parallel_chunks, network.parallel_blocks, params.itemsize,
+        )  # fmt: skip
+
+    def run(self, order, adam_t, dropout_epoch=0):
+        """Train one epoch in place; ``(loss_sum, n_batches, status, adam_t)``.
+
+        ``order`` is the epoch's sample order (int64), ``adam_t`` Adam's
+        update count so far, ``dropout_epoch`` the epoch's dropout key.  The
+        optimizer's hyperparameters are read from ``hyper`` (the optimizer's
+        array, an attribute of the runner), which the caller may rewrite
+        between epochs (learning-rate schedules).
+        """
+        (batch_size, n_chunks, adam_on, sgd_on, alpha, max_grad_norm,
+         parallel_chunks, parallel_blocks, itemsize) = self._settings  # fmt: skip
+        dropout = self._dropout
+        if dropout is not None:
+            dropout = dropout._replace(epoch=np.int64(dropout_epoch))
+        return _epoch.run_epoch(
+            *self._packed, order, batch_size, n_chunks, adam_on, sgd_on,
+            int(adam_t), alpha, max_grad_norm, parallel_chunks, parallel_blocks,
+            dropout, itemsize,
+        )  # fmt: skip

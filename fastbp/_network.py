@@ -160,6 +160,25 @@ def _thread_pool():
         return _pool
 
 
+#: Kernel addresses computed so far in this process (see :func:`_cached_address`).
+_ADDRESSES = {}
+
+
+def _cached_address(key, compute):
+    """``compute()`` (kernel addresses) once per ``key`` in this process.
+
+    Keys start with what they address and hold everything that fixes the
+    types the addresses are compiled for (:func:`_type_key`); no network's
+    sizes or activations enter the types, so every network shares them (each
+    ``partial_fit`` call makes a new network: asking numba again was ~1 ms of
+    every call).
+    """
+    value = _ADDRESSES.get(key)
+    if value is None:
+        value = _ADDRESSES[key] = compute()
+    return value
+
+
 class Network:
     """A network's structure and scratch space, as seen by the kernels.
 
@@ -184,7 +203,6 @@ class Network:
         )
         self.parallel_blocks = _flag(layout.n_params >= PARALLEL_MIN_PARAMS)
         self._scratch = {}
-        self._entry_cache = {}
 
     def net(self, dtype, batch_size=None):
         """The :class:`fastbp._backprop.Net` for ``dtype`` (cached).
@@ -254,17 +272,6 @@ class Network:
                            adam, alpha, max_grad_norm, grad, layer_grad_norms,
                            dropout)  # fmt: skip
 
-    def _cached(self, key, compute):
-        """``compute()`` (kernel addresses) once per ``key`` for this network.
-
-        Keys start with what they address; they hold what fixes the types
-        the addresses are compiled for (:func:`_type_key`).
-        """
-        value = self._entry_cache.get(key)
-        if value is None:
-            value = self._entry_cache[key] = compute()
-        return value
-
     def _forward_entry(self, data, net, params, a_off, z_off):
         """Address of :func:`fastbp._backprop.forward` for a prediction's types."""
 
@@ -280,7 +287,7 @@ class Network:
                 numba.types.none,
             )  # fmt: skip
 
-        return self._cached(("forward", params.dtype.str, _type_key(data)), compute)
+        return _cached_address(("forward", params.dtype.str, _type_key(data)), compute)
 
     def _entries(self, config, data, net, params, work, optimizer, grad, dropout):
         """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
@@ -328,7 +335,7 @@ class Network:
             return Entries(chunk, weights, step, finish, clipped_step)
 
         key = ("epoch", params.dtype.str, config, _type_key(data))
-        return self._cached(key, compute)
+        return _cached_address(key, compute)
 
     def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):
         """Loss and gradient (into ``grad``) of the batch ``rows`` (default: all).
@@ -377,7 +384,7 @@ class Network:
                 _full_batch._add_into, (vector, vector), numba.types.none
             )
 
-        return self._cached(("add_into", np.dtype(dtype).str), compute)
+        return _cached_address(("add_into", np.dtype(dtype).str), compute)
 
     def predict(self, Xk, params):
         """Return ``y_hat`` (after the output activation) for every row.

@@ -455,6 +455,31 @@ def test_pack_refuses_what_it_cannot_pack():
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
+def test_new_networks_reuse_the_kernel_addresses_of_the_process(monkeypatch):
+    # Every partial_fit call builds a new network; the kernels' addresses
+    # depend on the argument types only, so a network of other sizes and
+    # activation, trained and predicting with the same types, asks numba
+    # for none of them again.
+    from fastbp import _jit
+
+    X = np.random.RandomState(0).standard_normal((40, 5))
+    y = np.arange(40) % 3
+    classes = np.arange(3)
+    fastbp.MLPClassifier(random_state=0).partial_fit(X, y, classes=classes)
+    lookups = []
+    entry_point = _jit._entry_point
+    monkeypatch.setattr(
+        _jit, "_entry_point", lambda *args: lookups.append(args) or entry_point(*args)
+    )
+    model = fastbp.MLPClassifier((7, 4), random_state=1)
+    model.partial_fit(X, y, classes=classes)
+    model.partial_fit(X, y)
+    model.predict(X)
+    # The activation of the first fit, for the same dtype: no lookup at all.
+    assert lookups == []
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
 def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
     # The loops that only hand arrays on take them as bytes: a float32 fit
     # after a float64 one (same configuration) compiles none of them again,

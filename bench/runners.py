@@ -13,6 +13,7 @@ thread inside its kernels), scikit-learn as BLAS threads (threadpoolctl),
 PyTorch through ``torch.set_num_threads``.
 """
 
+import compileall
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -408,11 +409,21 @@ _PROCESS_SCRIPT = os.path.join(
 )
 
 
+@cache
 def _fastbp_path():
-    """The directory fastbp is imported from here, for the child processes."""
+    """The directory fastbp is imported from here, for the child processes.
+
+    fastbp's modules there are byte-compiled first, as pip compiles a package
+    it installs (scikit-learn's came compiled): where the environment sets
+    ``PYTHONDONTWRITEBYTECODE`` (the machines of docs/performance.md do),
+    every child process would otherwise compile fastbp's source again
+    (~50 ms), which no installed fastbp does.
+    """
     import fastbp
 
-    return os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    package = os.path.dirname(os.path.abspath(fastbp.__file__))
+    compileall.compile_dir(package, quiet=1)
+    return os.path.dirname(package)
 
 
 def run_process(case, impl):

@@ -866,6 +866,9 @@ def _word(value):
     """A number as the int64 word :func:`unpack` reads it from."""
     if isinstance(value, (float, np.floating)):
         return int(np.float64(value).view(np.int64))
+    if type(value) is int and not -(1 << 63) <= value < (1 << 63):
+        # numba would type it uint64 (or fail) while its key says int.
+        raise ValueError(f"pack: {value} is outside int64; pass an np.uint64")
     value = int(value)
     return value - (1 << 64) if value >= (1 << 63) else value  # uint64 bits
 

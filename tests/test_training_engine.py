@@ -452,6 +452,8 @@ def test_unpack_rebuilds_the_packed_bundle_over_the_same_memory(dtype):
 def test_pack_refuses_what_it_cannot_pack():
     with pytest.raises(TypeError, match="str is not an array or a number"):
         pack((np.zeros(2), "text"))
+    with pytest.raises(ValueError, match="outside int64"):
+        pack((np.zeros(2), 2**63))
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")

@@ -8,6 +8,7 @@ scikit-learn has the behaviour, so that the same ``random_state`` gives the
 same model.
 """
 
+import functools
 import warnings
 from collections import namedtuple
 from contextlib import contextmanager
@@ -135,6 +136,17 @@ def _append_rows(history, rows):
     return np.vstack([history, *rows])
 
 
+@functools.lru_cache(maxsize=16)
+def _prediction_network(layer_units, hidden_codes, loss_code):
+    """A :class:`fastbp._network.Network` for predictions, by structure.
+
+    Networks hold no parameters, only the structure and (for predictions)
+    the workspace layout and kernel addresses, so every model of one
+    structure predicts through the same one.
+    """
+    return Network(ParamLayout(list(layer_units)), np.array(hidden_codes), loss_code)
+
+
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
@@ -221,9 +233,24 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         code = LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]]
         return Network(layout, activation_codes(names), code + REPORTED * reported)
 
-    def _fitted_network(self):
+    def _fitted_network(self, for_prediction=False):
+        """``(network, params)`` of the fitted model.
+
+        ``for_prediction``: the network comes from a small per-process cache
+        of networks by structure (building one, its layout and parameter
+        blocks was a third of a one-row prediction); a network that will
+        hold training or objective workspaces is always a new one.
+        """
         layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        network = self._network(layer_units)
+        if for_prediction:
+            names = self._hidden_activations(len(layer_units) - 2)
+            network = _prediction_network(
+                tuple(int(u) for u in layer_units),
+                tuple(int(c) for c in activation_codes(names)),
+                LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]],
+            )
+        else:
+            network = self._network(layer_units)
         dtype = self.coefs_[0].dtype
         params = network.layout.pack(self.coefs_, self.intercepts_, dtype)
         return network, params
@@ -743,7 +770,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 reset=False,
                 dtype="numeric",
             )
-        network, params = self._fitted_network()
+        network, params = self._fitted_network(for_prediction=True)
         return self._predict_params(X, network, params)
 
     def _predict(self, X, check_input=True):

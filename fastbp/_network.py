@@ -386,6 +386,16 @@ class Network:
 
         return _cached_address(("add_into", np.dtype(dtype).str), compute)
 
+    def _prediction_layout(self, is_sparse):
+        """``(a_off, z_off, size)`` of a prediction's workspace (cached)."""
+        key = ("predict", bool(is_sparse))
+        if key not in self._scratch:
+            a_off, z_off, _, size = workspace_layout(
+                self.layout.layer_units, self.hidden_codes, PREDICT_ROWS, is_sparse
+            )
+            self._scratch[key] = (a_off, z_off, size)
+        return self._scratch[key]
+
     def predict(self, Xk, params):
         """Return ``y_hat`` (after the output activation) for every row.
 
@@ -405,10 +415,7 @@ class Network:
         # Contiguous shares of whole blocks.
         edges = [PREDICT_ROWS * (n_blocks * t // n_threads) for t in range(n_threads)]
         edges.append(n)
-        a_off, z_off, _, size = workspace_layout(
-            self.layout.layer_units, self.hidden_codes, PREDICT_ROWS, Xk[4]
-        )
-
+        a_off, z_off, size = self._prediction_layout(Xk[4])
         net = self.net(params.dtype)
         entry = self._forward_entry(data, net, params, a_off, z_off)
         data = _data_bytes(data)

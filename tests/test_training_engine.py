@@ -481,6 +481,30 @@ def test_new_networks_reuse_the_kernel_addresses_of_the_process(monkeypatch):
     assert lookups == []
 
 
+def test_models_of_one_size_predict_through_their_own_networks():
+    # Prediction networks are cached by structure: models with the same layer
+    # sizes but another activation, or another output (classifier and
+    # regressor), must each predict as scikit-learn's model of the same seed.
+    from sklearn.neural_network import MLPClassifier as SKClassifier
+
+    X, y = make_regression(60, 4, random_state=0)
+    labels = (y > 0).astype(int) + (y > 50)
+    kw = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for activation in ("relu", "tanh", "logistic", "relu"):
+            ours = fastbp.MLPClassifier(activation=activation, **kw).fit(X, labels)
+            theirs = SKClassifier(activation=activation, **kw).fit(X, labels)
+            np.testing.assert_allclose(
+                ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-10, atol=1e-12
+            )
+            ours = fastbp.MLPRegressor(activation=activation, **kw).fit(X, y)
+            theirs = SKRegressor(activation=activation, **kw).fit(X, y)
+            np.testing.assert_allclose(
+                ours.predict(X), theirs.predict(X), rtol=1e-10, atol=1e-9
+            )
+
+
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
 def test_epoch_and_prediction_loops_are_compiled_once_for_every_dtype():
     # The loops that only hand arrays on take them as bytes: a float32 fit

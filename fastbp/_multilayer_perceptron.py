@@ -136,15 +136,17 @@ def _append_rows(history, rows):
     return np.vstack([history, *rows])
 
 
-@functools.lru_cache(maxsize=16)
-def _prediction_network(layer_units, hidden_codes, loss_code):
-    """A :class:`fastbp._network.Network` for predictions, by structure.
+def _make_network(layer_units, hidden_codes, loss_code):
+    """A :class:`fastbp._network.Network` of this structure (tuples of ints)."""
+    hidden_codes = np.array(hidden_codes, dtype=np.int64)
+    return Network(ParamLayout(list(layer_units)), hidden_codes, loss_code)
 
-    Networks hold no parameters, only the structure and (for predictions)
-    the workspace layout and kernel addresses, so every model of one
-    structure predicts through the same one.
-    """
-    return Network(ParamLayout(list(layer_units)), np.array(hidden_codes), loss_code)
+
+#: :func:`_make_network`, one network per structure for predictions.
+#: Networks hold no parameters, only the structure and (for predictions) the
+#: workspace layout and kernel addresses, so every model of one structure
+#: predicts through the same one.
+_shared_network = functools.lru_cache(maxsize=16)(_make_network)
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
@@ -221,36 +223,32 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     def _hidden_activations(self, n_hidden):
         return resolve_activations(self.activation, n_hidden)
 
-    def _network(self, layer_units, reported=False):
+    def _network(self, layer_units, reported=False, shared=False):
         """The kernels' view of the network; ``reported``: scikit-learn's loss value.
 
         Training uses the value scikit-learn reports (``loss_curve_``, the
         stopping rules and L-BFGS decide on it); ``loss_and_gradients`` the
-        objective whose gradient the kernels compute.
+        objective whose gradient the kernels compute.  ``shared``: the
+        network comes from a small per-process cache by structure (building
+        one, its layout and parameter blocks was a third of a one-row
+        prediction); a network that will hold training or objective
+        workspaces is always a new one.
         """
-        layout = ParamLayout(layer_units)
         names = self._hidden_activations(len(layer_units) - 2)
-        code = LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]]
-        return Network(layout, activation_codes(names), code + REPORTED * reported)
+        structure = (
+            tuple(int(u) for u in layer_units),
+            tuple(int(c) for c in activation_codes(names)),
+            LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]] + REPORTED * reported,
+        )
+        return (_shared_network if shared else _make_network)(*structure)
 
     def _fitted_network(self, for_prediction=False):
         """``(network, params)`` of the fitted model.
 
-        ``for_prediction``: the network comes from a small per-process cache
-        of networks by structure (building one, its layout and parameter
-        blocks was a third of a one-row prediction); a network that will
-        hold training or objective workspaces is always a new one.
+        ``for_prediction``: the network is a shared one (see :meth:`_network`).
         """
         layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        if for_prediction:
-            names = self._hidden_activations(len(layer_units) - 2)
-            network = _prediction_network(
-                tuple(int(u) for u in layer_units),
-                tuple(int(c) for c in activation_codes(names)),
-                LOSSES[_LOSS_OF_OUTPUT[self.out_activation_]],
-            )
-        else:
-            network = self._network(layer_units)
+        network = self._network(layer_units, shared=for_prediction)
         dtype = self.coefs_[0].dtype
         params = network.layout.pack(self.coefs_, self.intercepts_, dtype)
         return network, params

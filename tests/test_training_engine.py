@@ -459,9 +459,9 @@ def test_pack_refuses_what_it_cannot_pack():
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
 def test_new_networks_reuse_the_kernel_addresses_of_the_process(monkeypatch):
     # Every partial_fit call builds a new network; the kernels' addresses
-    # depend on the argument types only, so a network of other sizes and
-    # activation, trained and predicting with the same types, asks numba
-    # for none of them again.
+    # depend on the argument types only, so a network of other sizes,
+    # trained and predicting with the same types, asks numba for none of
+    # them again.
     from fastbp import _jit
 
     X = np.random.RandomState(0).standard_normal((40, 5))

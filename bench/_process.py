@@ -1,15 +1,19 @@
 """One whole user process, run by ``bench.runners.run_process``.
 
-Usage: ``python bench/_process.py {fastbp,sklearn} N_EPOCHS THREADS JOB [STAGE ...]``
+Usage: ``python bench/_process.py IMPL N_EPOCHS THREADS JOB [STAGE ...]``, where
+``IMPL`` is ``fastbp``, ``sklearn`` or ``dummy``.
 
 Imports the estimator, loads digits and runs ``JOB``: what a user's script
 does.  ``fit`` fits for exactly ``N_EPOCHS`` epochs and predicts;
 ``gridsearch`` runs a small ``GridSearchCV`` (12 candidates x 3 folds, each
 fit ``N_EPOCHS`` epochs, ``n_jobs=THREADS`` loky worker processes) on float64,
-float32 and CSR input.  Each optional ``STAGE`` then fits
-and predicts once more in the same process: ``float32`` (the same fit on
-float32 input) or ``lbfgs`` (``solver="lbfgs"``), which shows what a first fit
-of another configuration adds.  The last line of output is JSON:
+float32 and CSR input; ``dummy`` runs the same search with scikit-learn's
+``DummyClassifier`` (12 candidates: 4 strategies x 3 seeds), whose fits do
+no work: the floor of that process, what Python, the imports, the data, loky's
+workers and GridSearchCV cost with no estimator work at all.  Each optional
+``STAGE`` then fits and predicts once more in the same process: ``float32``
+(the same fit on float32 input) or ``lbfgs`` (``solver="lbfgs"``), which
+shows what a first fit of another configuration adds.  The last line of output is JSON:
 ``{"stages": {name: [seconds, numba compiles]}}``, the job under its name
 (numba compiles in this process only, not in loky's workers).  Imports
 nothing from ``bench``.
@@ -49,6 +53,9 @@ elif impl == "sklearn":
     from sklearn.neural_network import MLPClassifier
 
     extra = {}
+elif impl == "dummy":
+    if stages != ["gridsearch"]:
+        raise SystemExit("dummy runs the gridsearch job only")
 else:
     raise SystemExit(f"unknown implementation {impl!r}")
 from sklearn.datasets import load_digits  # noqa: E402
@@ -69,19 +76,24 @@ def gridsearch():
     import scipy.sparse
     from sklearn.model_selection import GridSearchCV
 
-    grid = {
-        "hidden_layer_sizes": [(32,), (64,), (100,)],
-        "alpha": [1e-4, 1e-2],
-        "learning_rate_init": [1e-3, 1e-2],
-    }
+    if impl == "dummy":
+        from sklearn.dummy import DummyClassifier
+
+        estimator = DummyClassifier()
+        grid = {
+            "strategy": ["most_frequent", "prior", "stratified", "uniform"],
+            "random_state": [0, 1, 2],
+        }
+    else:
+        estimator = MLPClassifier(max_iter=n_epochs, random_state=0)
+        grid = {
+            "hidden_layer_sizes": [(32,), (64,), (100,)],
+            "alpha": [1e-4, 1e-2],
+            "learning_rate_init": [1e-3, 1e-2],
+        }
     scores = []
     for Xs in (X, X.astype("float32"), scipy.sparse.csr_matrix(X)):
-        search = GridSearchCV(
-            MLPClassifier(max_iter=n_epochs, random_state=0),
-            grid,
-            cv=3,
-            n_jobs=threads,
-        )
+        search = GridSearchCV(estimator, grid, cv=3, n_jobs=threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(Xs, y)

@@ -151,6 +151,10 @@ class EpochCase:
     fastbp_params : dict
         Parameters only fastbp has (e.g. ``dropout``); a case with any is
         fastbp's alone.
+    ceiling : bool
+        Also measure numpy's rate on the same products alone
+        (:func:`bench.runners.products_gflops`), the ceiling of fastbp's rate
+        counting only the products it runs.
     """
 
     name: str
@@ -164,6 +168,7 @@ class EpochCase:
     x: object = None
     quick: bool = False
     fastbp_params: dict = field(default_factory=dict)
+    ceiling: bool = False
 
     @property
     def hidden_layer_sizes(self):
@@ -276,6 +281,7 @@ def _headline_cases(smoke):
             big,
             big_params,
             n_epochs=1,
+            ceiling=True,
         ),
         EpochCase(
             "big-f32",
@@ -284,6 +290,7 @@ def _headline_cases(smoke):
             big_params,
             dtype=np.float32,
             n_epochs=1,
+            ceiling=True,
         ),
     ]
 

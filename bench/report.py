@@ -219,7 +219,10 @@ PROCESS_NOTE = (
     "it (and left out of its time): what a new configuration adds.  "
     "gridsearch-warm: GridSearchCV(n_jobs=2) over 12 candidates x 3 folds on "
     "float64, float32 and CSR digits, as a user's search script (loky workers "
-    "start, import and load the kernels).  compiles: numba compilations in "
+    "start, import and load the kernels).  no-work estimator: the same search "
+    "script with scikit-learn's DummyClassifier (12 candidates), whose fits do no "
+    "work: what Python, the imports, loky's workers and GridSearchCV cost alone, "
+    "the floor of that process for any estimator.  compiles: numba compilations in "
     "that process (not its workers) or step.  (contended): the GEMM probe around "
     "the case, as for the epoch cases."
 )
@@ -232,10 +235,11 @@ def _stage(results, case, impl, stage):
 
 def process_table(cases, results):
     """Headers and rows of the whole-process timings."""
-    headers = ["case", "sklearn s", "fastbp s", "fastbp / sklearn", "fastbp compiles"]
+    headers = ["case", "sklearn s", "fastbp s", "fastbp / sklearn", "fastbp compiles",
+               "no-work estimator s"]  # fmt: skip
     rows = []
 
-    def add(label, sk, fb, compiles):
+    def add(label, sk, fb, compiles, floor=None):
         rows.append(
             [
                 label,
@@ -243,6 +247,7 @@ def process_table(cases, results):
                 "-" if fb is None else f"{fb:.2f}",
                 "-" if sk is None or fb is None else f"{fb / sk:.2f}",
                 "-" if compiles is None else str(compiles),
+                "-" if floor is None else f"{floor:.2f}",
             ]
         )
 
@@ -254,6 +259,7 @@ def process_table(cases, results):
             _get(results, case.name, "sklearn", "seconds"),
             _get(results, case.name, "fastbp", "seconds"),
             None if fb_fit is None else fb_fit[1],
+            _get(results, case.name, "dummy", "seconds"),
         )
         for stage in case.stages:
             sk = _stage(results, case.name, "sklearn", stage)
@@ -285,10 +291,37 @@ def _gemm_fraction(results, case, gemm, dtype, exact=False):
     return (fastbp.executed_gflops if exact else fastbp.gflops) / peak
 
 
-def _process_ratio(results, case="process-warm"):
-    fb = _get(results, case, "fastbp", "seconds")
+def _products_fraction(results, case, gemm, dtype):
+    """numpy's rate on the case's products alone / its square GEMM rate."""
+    fastbp = results.get(case, {}).get("fastbp")
+    peak = gemm.get(dtype)
+    if fastbp is None or not peak or not fastbp.products_gflops:
+        return None
+    return fastbp.products_gflops / peak
+
+
+def _of_products(results, case):
+    """fastbp's rate counting the products run / numpy's on them alone."""
+    fastbp = results.get(case, {}).get("fastbp")
+    if fastbp is None or not fastbp.products_gflops:
+        return None
+    return fastbp.executed_gflops / fastbp.products_gflops
+
+
+def _process_ratio(results, case="process-warm", fast="fastbp"):
+    fb = _get(results, case, fast, "seconds")
     sk = _get(results, case, "sklearn", "seconds")
     return None if fb is None or sk is None else fb / sk
+
+
+def _above_floor(results, case="gridsearch-warm"):
+    """sklearn's process time above the no-work floor / fastbp's."""
+    fb = _get(results, case, "fastbp", "seconds")
+    sk = _get(results, case, "sklearn", "seconds")
+    floor = _get(results, case, "dummy", "seconds")
+    if fb is None or sk is None or floor is None or fb <= floor:
+        return None
+    return (sk - floor) / (fb - floor)
 
 
 def _inverse(ratio):
@@ -324,6 +357,16 @@ TARGETS = [
     ("8192x784 f32: fastbp fraction of f32 GEMM rate, GEMMs run", ["big-f32"],
      lambda r, g: _gemm_fraction(r, "big-f32", g, "float32", exact=True),
      ">=", 0.85, "{:.0%}"),
+    ("8192x784 f64: numpy on the same products alone (the ceiling), of f64 GEMM rate",
+     ["big-f64"], lambda r, g: _products_fraction(r, "big-f64", g, "float64"), "",
+     None, "{:.0%}"),
+    ("8192x784 f64: fastbp, counting only GEMMs run, of that ceiling", ["big-f64"],
+     lambda r, g: _of_products(r, "big-f64"), "", None, "{:.0%}"),
+    ("8192x784 f32: numpy on the same products alone (the ceiling), of f32 GEMM rate",
+     ["big-f32"], lambda r, g: _products_fraction(r, "big-f32", g, "float32"), "",
+     None, "{:.0%}"),
+    ("8192x784 f32: fastbp, counting only GEMMs run, of that ceiling", ["big-f32"],
+     lambda r, g: _of_products(r, "big-f32"), "", None, "{:.0%}"),
     ("8192x784 f32: fastbp f32 speedup vs sklearn f64", ["big-f32", "big-f64"],
      lambda r, g: _speedup(r, "big-f32", slow_case="big-f64"), ">=", 4, "{:.2f}x"),
     ("whole process, warm cache: fastbp / sklearn", ["process-warm"],
@@ -331,6 +374,12 @@ TARGETS = [
     ("GridSearchCV process, warm cache: speedup vs sklearn", ["gridsearch-warm"],
      lambda r, g: _inverse(_process_ratio(r, "gridsearch-warm")), ">=", 2,
      "{:.2f}x"),
+    ("GridSearchCV process: the most any estimator reaches (sklearn / no-work "
+     "estimator)", ["gridsearch-warm"],
+     lambda r, g: _inverse(_process_ratio(r, "gridsearch-warm", fast="dummy")), "",
+     None, "{:.2f}x"),
+    ("GridSearchCV process: speedup vs sklearn above that floor", ["gridsearch-warm"],
+     lambda r, g: _above_floor(r), "", None, "{:.2f}x"),
     ("whole process, cold cache: fastbp seconds", ["process-cold"],
      lambda r, g: _get(r, "process-cold", "fastbp", "seconds"), "<=", 10, "{:.1f} s"),
     ("cold process: the first float32 fit adds (fastbp seconds)", ["process-cold"],
@@ -463,7 +512,7 @@ def run(full, out_dir, repeats=3, seconds=None, plot=True):
     todo = headline + processes + scaling
     for step, case in enumerate(todo, 1):
         progress(f"({step}/{len(todo)}) {case.name}: {case.title}")
-        case_impls = [i for i in impls if applicable(case, i) is None]
+        case_impls = [i for i in (*impls, "dummy") if applicable(case, i) is None]
         if isinstance(case, bench_cases.ProcessCase):
             # a cold process compiles for ~15 s, a grid search runs ~10 s
             n = (1 if case.cold or case.job != "fit" else repeats) + int(full)

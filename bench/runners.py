@@ -29,8 +29,10 @@ import numpy as np
 
 from .cases import EXACT_EPOCHS, THREADS, EpochCase, ProcessCase, epoch_flops
 
-#: Implementations, in table order.
-IMPLEMENTATIONS = ("sklearn", "fastbp", "torch")
+#: Implementations, in table order.  ``dummy`` is scikit-learn's
+#: ``DummyClassifier``, which does no fitting work: it runs the grid-search
+#: process only, as that process's floor (see ``bench/_process.py``).
+IMPLEMENTATIONS = ("sklearn", "fastbp", "torch", "dummy")
 
 
 @lru_cache(maxsize=1)
@@ -270,6 +272,7 @@ class EpochResult:
     epoch_flops: float  # 6 * n_samples * sum(fan_in * fan_out)
     executed_flops: float  # the same without the input layer's delta GEMM
     gemm_probe: float = 0.0  # GFLOP/s of gemm_probe() around the case (lower)
+    products_gflops: float = 0.0  # products_gflops() of the case, if it asks
     contended: bool = False  # the probe was far below the run's best
 
     @property
@@ -324,6 +327,13 @@ def measure_epoch_case(
             settle()
             paused[impl].append(time_fit(trainers[impl], case.n_epochs))
         rounds += 1
+    ceiling = 0.0
+    if case.ceiling:
+        ceiling = products_gflops(units, case.batch_size, case.dtype, case.threads)
+        if progress:
+            progress(
+                f"{case.name}: numpy on the same products alone {ceiling:.1f} GFLOP/s"
+            )
     results = {}
     for impl in impls:
         results[impl] = EpochResult(
@@ -337,6 +347,7 @@ def measure_epoch_case(
             warm_up_seconds=warm[impl],
             epoch_flops=flops,
             executed_flops=executed,
+            products_gflops=ceiling,
         )
         if progress:
             t = np.array(times[impl])
@@ -372,6 +383,73 @@ def gemm_gflops(dtype, sizes=(1024, 2048), threads=THREADS, repeats=3):
                 start = time.perf_counter()
                 a @ b
                 best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
+    """numpy's rate on the products of fastbp's mini-batches alone (GFLOP/s).
+
+    fastbp splits a batch into fixed chunks of rows
+    (:func:`fastbp._backprop.n_chunks_for`) and runs each chunk's products
+    with one BLAS thread, the chunks spread over ``threads`` threads: for
+    every layer the forward product, the weight-gradient product and, above
+    the input layer, the delta product.  This runs exactly those products,
+    into preallocated outputs, the same way (``threads`` Python threads, one
+    BLAS thread each; numpy's matmul releases the GIL), and nothing else.
+    fastbp also runs activations, the loss and the optimizer step, so its
+    rate counting only the products run (:attr:`EpochResult.executed_gflops`)
+    stays below this one: it is the ceiling that rate is measured against.
+    Best of ``repeats`` passes over 8 batches.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from fastbp._backprop import n_chunks_for
+
+    units = [int(u) for u in layer_units]
+    n_chunks = n_chunks_for(batch_size)
+    rows = -(-batch_size // n_chunks)
+    rng = np.random.default_rng(2)
+    weights = [
+        rng.standard_normal((a, b)).astype(dtype)
+        for a, b in zip(units[:-1], units[1:], strict=True)
+    ]
+
+    def chunk_arrays():
+        acts = [rng.standard_normal((rows, u)).astype(dtype) for u in units]
+        deltas = [np.empty_like(a) for a in acts]
+        grads = [np.empty_like(w) for w in weights]
+        return acts, deltas, grads
+
+    chunks = [chunk_arrays() for _ in range(n_chunks)]
+    flops = 0.0
+    for l, w in enumerate(weights):
+        flops += (4.0 if l == 0 else 6.0) * rows * w.size
+    flops *= n_chunks
+
+    def run_chunks(first):
+        for c in range(first, n_chunks, threads):
+            acts, deltas, grads = chunks[c]
+            for l, w in enumerate(weights):
+                np.matmul(acts[l], w, out=acts[l + 1])
+            deltas[-1][:] = acts[-1]
+            for l in range(len(weights) - 1, -1, -1):
+                np.matmul(acts[l].T, deltas[l + 1], out=grads[l])
+                if l > 0:
+                    np.matmul(deltas[l + 1], weights[l].T, out=deltas[l])
+
+    best = 0.0
+    n_batches = 8
+    with threadpool_limits(limits=1, user_api="blas"):
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for attempt in range(repeats + 1):  # the first pass warms up
+                start = time.perf_counter()
+                for _ in range(n_batches):
+                    list(pool.map(run_chunks, range(min(threads, n_chunks))))
+                rate = n_batches * flops / (time.perf_counter() - start) / 1e9
+                if attempt:
+                    best = max(best, rate)
     return best
 
 
@@ -504,6 +582,10 @@ def measure_process_case(case, impls, repeats=3, progress=None):
 
 def applicable(case, impl):
     """Return None if ``impl`` runs ``case``, else the reason it does not."""
+    if impl == "dummy":
+        if isinstance(case, ProcessCase) and case.job == "gridsearch":
+            return None
+        return "the no-work estimator runs the grid-search process only"
     if impl != "fastbp" and getattr(case, "fastbp_params", None):
         return f"{', '.join(case.fastbp_params)}: fastbp only"
     if impl == "torch":

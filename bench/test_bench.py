@@ -50,7 +50,7 @@ def test_bench(benchmark, case, impl):
             run_process(case, impl)  # fills fastbp's cache if it was empty
             _, stages = benchmark(run_process, case, impl)
         assert set(stages) == {case.job, *case.stages}
-        if impl == "sklearn":
+        if impl in ("sklearn", "dummy"):
             assert all(compiles == 0 for _, compiles in stages.values())
         elif case.cold:
             assert stages[case.job][1] > 0  # an empty cache: kernels compiled
@@ -145,3 +145,43 @@ def test_report_marks_contended_process_cases():
     assert verdicts["whole process, warm cache: fastbp / sklearn"] == "contended"
     _, rows = report.process_table(cases, results)
     assert rows[0][0] == "process-warm (contended)"
+
+
+def test_report_reads_the_floors_it_measures():
+    # The grid search's no-work floor and the big networks' products-alone
+    # ceiling turn into the rows that explain those shortfalls.
+    from . import report
+    from .runners import EpochResult, ProcessResult
+
+    def process(impl, seconds):
+        return ProcessResult("gridsearch-warm", impl, seconds, [seconds],
+                             {"gridsearch": (seconds, 0)})  # fmt: skip
+
+    def epoch(impl, seconds, products):
+        return EpochResult("big-f64", impl, seconds, [seconds], seconds, [seconds],
+                           0.9, 0.0, 60e9, 40e9, products_gflops=products)  # fmt: skip
+
+    results = {
+        "gridsearch-warm": {"sklearn": process("sklearn", 12.0),
+                            "fastbp": process("fastbp", 9.0),
+                            "dummy": process("dummy", 6.0)},
+        "big-f64": {"sklearn": epoch("sklearn", 2.0, 50.0),
+                    "fastbp": epoch("fastbp", 1.0, 50.0)},
+    }  # fmt: skip
+    measured = {row[0]: row[1] for row in report.evaluate_targets(results, {
+        "float64": 62.5})}  # fmt: skip
+    floor = "GridSearchCV process: the most any estimator reaches"
+    assert measured[f"{floor} (sklearn / no-work estimator)"] == "2.00x"
+    assert measured["GridSearchCV process: speedup vs sklearn above that floor"] == (
+        "2.00x"  # (12 - 6) / (9 - 6)
+    )
+    assert measured["GridSearchCV process, warm cache: speedup vs sklearn"] == "1.33x"
+    ceiling = "8192x784 f64: numpy on the same products alone (the ceiling)"
+    assert measured[f"{ceiling}, of f64 GEMM rate"] == "80%"  # 50 / 62.5
+    assert measured[
+        "8192x784 f64: fastbp, counting only GEMMs run, of that ceiling"
+    ] == (
+        "80%"  # 40 GFLOP run in 1 s / 50
+    )
+    _, rows = report.process_table([CASES["gridsearch-warm"]], results)
+    assert rows[0][-1] == "6.00"

@@ -411,14 +411,16 @@ def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
     n_chunks = n_chunks_for(batch_size)
     rows = -(-batch_size // n_chunks)
     rng = np.random.default_rng(2)
+    # Scaled as a network's are, so that no value grows to overflow or
+    # shrinks to a subnormal (which would slow the products down).
     weights = [
-        rng.standard_normal((a, b)).astype(dtype)
+        (rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype)
         for a, b in zip(units[:-1], units[1:], strict=True)
     ]
 
     def chunk_arrays():
         acts = [rng.standard_normal((rows, u)).astype(dtype) for u in units]
-        deltas = [np.empty_like(a) for a in acts]
+        deltas = [rng.standard_normal((rows, u)).astype(dtype) for u in units]
         grads = [np.empty_like(w) for w in weights]
         return acts, deltas, grads
 
@@ -433,7 +435,6 @@ def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
             acts, deltas, grads = chunks[c]
             for l, w in enumerate(weights):
                 np.matmul(acts[l], w, out=acts[l + 1])
-            deltas[-1][:] = acts[-1]
             for l in range(len(weights) - 1, -1, -1):
                 np.matmul(acts[l].T, deltas[l + 1], out=grads[l])
                 if l > 0:

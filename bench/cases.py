@@ -222,6 +222,17 @@ def epoch_flops(layer_units, n_samples):
     return 6.0 * n_samples * fan
 
 
+def executed_flops(layer_units, n_samples):
+    """FLOPs of the products an epoch runs, without the input layer's delta.
+
+    :func:`epoch_flops` less the delta product of the input layer, which no
+    implementation computes (nothing consumes it).
+    """
+    return epoch_flops(layer_units, n_samples) - 2.0 * n_samples * (
+        layer_units[0] * layer_units[1]
+    )
+
+
 # ----------------------------------------------------------------------------
 # The registry.
 

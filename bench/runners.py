@@ -27,7 +27,14 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from .cases import EXACT_EPOCHS, THREADS, EpochCase, ProcessCase, epoch_flops
+from .cases import (
+    EXACT_EPOCHS,
+    THREADS,
+    EpochCase,
+    ProcessCase,
+    epoch_flops,
+    executed_flops,
+)
 
 #: Implementations, in table order.  ``dummy`` is scikit-learn's
 #: ``DummyClassifier``, which does no fitting work: it runs the grid-search
@@ -306,7 +313,7 @@ def measure_epoch_case(
     units = case.layer_units(data.X_train.shape[1], data.n_classes)
     n_samples = len(data.y_train)
     flops = epoch_flops(units, n_samples)
-    executed = flops - 2.0 * n_samples * units[0] * units[1]
+    executed = executed_flops(units, n_samples)
     trainers = {}
     warm = {}
     for impl in impls:
@@ -425,10 +432,7 @@ def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
         return acts, deltas, grads
 
     chunks = [chunk_arrays() for _ in range(n_chunks)]
-    flops = 0.0
-    for l, w in enumerate(weights):
-        flops += (4.0 if l == 0 else 6.0) * rows * w.size
-    flops *= n_chunks
+    flops = executed_flops(units, rows * n_chunks)  # one batch
 
     def run_chunks(first):
         for c in range(first, n_chunks, threads):

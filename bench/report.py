@@ -293,19 +293,16 @@ def _gemm_fraction(results, case, gemm, dtype, exact=False):
 
 def _products_fraction(results, case, gemm, dtype):
     """numpy's rate on the case's products alone / its square GEMM rate."""
-    fastbp = results.get(case, {}).get("fastbp")
+    ceiling = _get(results, case, "fastbp", "products_gflops")
     peak = gemm.get(dtype)
-    if fastbp is None or not peak or not fastbp.products_gflops:
-        return None
-    return fastbp.products_gflops / peak
+    return ceiling / peak if ceiling and peak else None
 
 
 def _of_products(results, case):
     """fastbp's rate counting the products run / numpy's on them alone."""
-    fastbp = results.get(case, {}).get("fastbp")
-    if fastbp is None or not fastbp.products_gflops:
-        return None
-    return fastbp.executed_gflops / fastbp.products_gflops
+    ceiling = _get(results, case, "fastbp", "products_gflops")
+    rate = _get(results, case, "fastbp", "executed_gflops")
+    return rate / ceiling if ceiling else None
 
 
 def _process_ratio(results, case="process-warm", fast="fastbp"):

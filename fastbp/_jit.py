@@ -12,9 +12,9 @@ error model and the floating-point flags are the same everywhere:
   ``ninf``.  Those two would let LLVM delete ``isfinite`` checks, and fastbp
   relies on them to detect divergence inside the epoch kernel.
 * ``nogil=True``: two Python threads may train two models at once.
-* no reference counting (numba's NRT) unless a kernel allocates or runs a
-  parallel region: kernels work in memory passed in from Python, and NRT
-  makes every array slice an atomic increment and decrement.
+* no reference counting (numba's NRT) unless a kernel allocates (none
+  does): kernels work in memory passed in from Python, and NRT makes every
+  array slice an atomic increment and decrement.
 
 Where numba finds no writable cache location at all, kernels are compiled in
 memory instead (with one ``RuntimeWarning``), so fastbp still imports.
@@ -140,7 +140,10 @@ def _load_overload(self, sig, target_context):
     and lowering registries matter to a compilation, and numba's compiler
     refreshes them itself before it compiles anything.
     """
-    _nrt_runtime.initialize(target_context)
+    if getattr(self, "_fastbp_nrt", True):
+        # numba compiles its runtime's module (~40 ms) the first time; code
+        # compiled without reference counting never calls it.
+        _nrt_runtime.initialize(target_context)
     with self._guard_against_spurious_io_errors():
         return self._load_overload(sig, target_context)
     # None when the guard swallowed an I/O error: numba then compiles
@@ -159,6 +162,7 @@ def _harden_cache(dispatcher):
         cache_file._source_stamp = _SOURCE_STAMP
         if hasattr(cache, "_load_overload"):
             cache.__class__ = _light_cache_class(type(cache))
+            cache._fastbp_nrt = dispatcher.targetoptions.get("_nrt", True)
             # numba loads every installed numba extension (entry points) before
             # it dispatches a call that has no compiled overload yet; fastbp's
             # kernels take arrays, numbers, None and named tuples only, and a
@@ -268,9 +272,11 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False, inline=F
         Whether the kernel allocates arrays.  Kernels work in memory that
         Python allocated and passed in, so by default they are compiled
         without numba's reference counting (NRT): every array slice would
-        otherwise cost an atomic increment and decrement.  Kernels that
-        allocate, and ``parallel`` ones (numba's parallel regions allocate
-        their schedules), keep it.
+        otherwise cost an atomic increment and decrement, and a process whose
+        kernels all load from the cache never compiles numba's runtime module
+        (~40 ms of its first fit).  Only kernels that allocate keep it
+        (``parallel`` regions do not need it: numba's scheduler allocates
+        their schedules itself).
     inline : bool, default=False
         For small scalar helpers (an optimizer's update of one entry, a
         probability clip): numba copies the helper's code into each kernel
@@ -301,7 +307,7 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False, inline=F
         options.update(no_cpython_wrapper=True)
     if inline:
         options.update(inline="always")
-    if not (parallel or allocates):
+    if not allocates:
         # No reference counting (numba's NRT): a kernel that allocates nothing
         # needs none, and an atomic incref/decref for every array slice made
         # was ~10% of an online (batch_size=1) epoch.

@@ -93,15 +93,77 @@ class _OpenBLAS:
         self.shutdown.argtypes = []
 
 
+#: How threadpoolctl recognises an OpenBLAS by its file name and symbols.
+_OPENBLAS_PREFIXES = (b"libopenblas", b"libblas", b"libscipy_openblas")
+_OPENBLAS_AFFIXES = [("", ""), ("", "64_"), ("", "_64")]
+_OPENBLAS_AFFIXES += [("scipy_", suffix) for _, suffix in _OPENBLAS_AFFIXES]
+
+
+def _mapped_openblas_paths():
+    """Real paths of the loaded libraries named like OpenBLAS, or None.
+
+    Linux only (``/proc/self/maps``, which threadpoolctl reads too): a
+    ``ThreadpoolController`` inspects every one of the ~250 libraries a
+    scikit-learn process has loaded, ~30 ms of every process's first fit.
+    """
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    paths = set()
+    for line in maps.splitlines():
+        path = line.partition(b" /")[2]
+        name = os.path.basename(path)
+        if name.startswith(_OPENBLAS_PREFIXES) and b".so" in name:
+            paths.add(os.path.realpath(os.fsdecode(b"/" + path)))
+    return sorted(paths)
+
+
+def _pthreads_openblas(path):
+    """``_OpenBLAS(path)`` if ``path`` is an OpenBLAS built with pthreads, else None."""
+    try:
+        lib = ctypes.CDLL(path)
+        for prefix, suffix in _OPENBLAS_AFFIXES:
+            get_parallel = getattr(lib, f"{prefix}openblas_get_parallel{suffix}", None)
+            if get_parallel is not None:
+                # 0: single-threaded build, 1: pthreads, 2: OpenMP.
+                return _OpenBLAS(path) if get_parallel() == 1 else None
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
 class _Pools:
     """What :func:`kernel_blas` acts on, found once per process."""
 
     def __init__(self):
-        from threadpoolctl import ThreadpoolController
-
         kernel_path = _kernel_blas_path()
         if kernel_path is None:  # _FallbackPools then limits every BLAS
             raise LookupError("the kernels' BLAS library was not found")
+        if not self._find_directly(kernel_path):
+            self._find_with_threadpoolctl(kernel_path)
+
+    def _find_directly(self, kernel_path):
+        """Find the pools without threadpoolctl (Linux, OpenBLAS: the usual case).
+
+        Returns False, having set nothing, unless the kernels' library is a
+        pthreads OpenBLAS found this way.
+        """
+        paths = _mapped_openblas_paths()
+        if not paths or kernel_path not in paths:
+            return False
+        pools = [pool for pool in map(_pthreads_openblas, paths) if pool is not None]
+        kernel = [pool for pool in pools if pool.path == kernel_path]
+        if not kernel:
+            return False
+        self.openblas, self.kernel = pools, kernel[0]
+        self.limited_by_threadpoolctl = None
+        return True
+
+    def _find_with_threadpoolctl(self, kernel_path):
+        from threadpoolctl import ThreadpoolController
+
         controller = ThreadpoolController()
         self.openblas = []  # pthreads OpenBLAS pools we can stop
         self.kernel = None  # the kernels' library, if an OpenBLAS we can set

@@ -256,6 +256,29 @@ def test_kernel_openmp_settings_reach_numba_only(user_spincount):
     assert after == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": user_spincount}
 
 
+def _summary(pools):
+    return (
+        sorted(pool.path for pool in pools.openblas),
+        pools.kernel and pools.kernel.path,
+        pools.limited_by_threadpoolctl is None,
+    )
+
+
+def test_pools_found_directly_are_those_threadpoolctl_finds(monkeypatch):
+    # The direct lookup (/proc/self/maps, no threadpoolctl) must pick the same
+    # pools as threadpoolctl's inspection of every loaded library.
+    kernel_path = _blas_pools._kernel_blas_path()
+    directly = _blas_pools._Pools()
+    oracle = object.__new__(_blas_pools._Pools)
+    oracle._find_with_threadpoolctl(kernel_path)
+    assert _summary(directly) == _summary(oracle)
+    if _blas_pools._mapped_openblas_paths() is not None and oracle.kernel is not None:
+        assert directly._find_directly(kernel_path)  # not by falling back
+    # Where the direct lookup finds nothing, threadpoolctl's result is used.
+    monkeypatch.setattr(_blas_pools, "_mapped_openblas_paths", lambda: None)
+    assert _summary(_blas_pools._Pools()) == _summary(oracle)
+
+
 def test_libraries_that_cannot_be_inspected_fall_back_to_threadpoolctl(monkeypatch):
     def broken():
         raise OSError("no dladdr here")

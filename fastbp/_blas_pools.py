@@ -34,8 +34,14 @@ from that check through the shutdown, so no thread can start a call in
 between.  Where that cannot be shown, nothing is stopped and a fit may run
 slower for its first ~0.1 s, as before.
 
-Other BLAS libraries (MKL, BLIS, an OpenMP build of OpenBLAS) are limited
-through threadpoolctl, as before, and not stopped.
+The pools are found once per process.  On Linux the loaded libraries named
+like OpenBLAS are read from ``/proc/self/maps`` and each is asked for its
+threading layer (a few milliseconds); a ``threadpoolctl.ThreadpoolController``
+inspects every one of the ~250 libraries a scikit-learn process has loaded
+(~30 ms, paid again by every loky worker) and is used only where that direct
+lookup does not find the kernels' library.  Other BLAS libraries (MKL, BLIS,
+an OpenMP build of OpenBLAS) are limited through threadpoolctl, as before,
+and not stopped.
 """
 
 import ctypes

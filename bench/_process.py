@@ -35,6 +35,13 @@ class _Compiles:
 compiles = _Compiles()
 
 if impl == "fastbp":
+    # fastbp first, as in a user's script: fastbp imports numba (with Python's
+    # garbage collector paused) and compiles nothing at import, so the
+    # listener registered after it still counts every compilation.
+    from fastbp import MLPClassifier
+
+    extra = {"n_jobs": threads}
+
     import numba.core.event as numba_event
 
     class _CountCompiles(numba_event.Listener):
@@ -45,10 +52,6 @@ if impl == "fastbp":
             pass
 
     numba_event.register("numba:compile", _CountCompiles())
-
-    from fastbp import MLPClassifier
-
-    extra = {"n_jobs": threads}
 elif impl == "sklearn":
     from sklearn.neural_network import MLPClassifier
 

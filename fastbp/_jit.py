@@ -51,22 +51,55 @@ import time
 import warnings
 from contextlib import contextmanager
 
-import llvmlite.binding as _llvm
-import numba
-import numba.core.event as _numba_event
-import numba.extending as _numba_extending
 import numpy as np
-from numba.core import cgutils as _numba_cgutils
-from numba.core import config as _numba_config
-from numba.core import errors as _numba_errors
-from numba.core import types as _numba_types
-from numba.core.caching import IndexDataCacheFile
-from numba.core.compiler_lock import global_compiler_lock
-from numba.core.funcdesc import default_mangler as _numba_mangler
-from numba.core.runtime import rtsys as _nrt_runtime
-from numba.np.numpy_support import as_dtype as _numba_as_dtype
 
 from ._blas_pools import kernel_blas
+
+
+@contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector for the block (nests).
+
+    Used where Python allocates many objects that stay alive, so that the
+    collector's runs there would only re-walk objects still in use:
+
+    * numba's import (fastbp's is the first) allocates ~26k long-lived
+      objects; with the collector running, they trigger an extra full
+      collection of the whole heap, the user's and scikit-learn's objects
+      included (~65 ms of a ~1.8 s process that fits digits).  Paused, they
+      are walked once by the next young collection after the import;
+    * a compilation allocates ~500k objects per kernel set (numba's IR, types
+      and LLVM wrappers): the collector ran ~700 times during a first fit and
+      took ~0.8 s of its ~8 s.  Paused, the compilation's cyclic garbage
+      waits for the next collection after it.
+
+    The collector's state is restored on exit: a collector the user disabled
+    stays disabled.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+with _collector_paused():
+    import llvmlite.binding as _llvm
+    import numba
+    import numba.core.event as _numba_event
+    import numba.extending as _numba_extending
+    from numba.core import cgutils as _numba_cgutils
+    from numba.core import config as _numba_config
+    from numba.core import errors as _numba_errors
+    from numba.core import types as _numba_types
+    from numba.core.caching import IndexDataCacheFile
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.funcdesc import default_mangler as _numba_mangler
+    from numba.core.runtime import rtsys as _nrt_runtime
+    from numba.np.numpy_support import as_dtype as _numba_as_dtype
 
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
@@ -203,25 +236,6 @@ LEAF = 3
 #: module again, so re-optimising at -O3 the leaves already optimised at -O3
 #: is where most compile time went; -O1 keeps the leaves' code as it is.
 ORCHESTRATOR = 1
-
-
-@contextmanager
-def _collector_paused():
-    """Pause Python's cyclic garbage collector for the block (nests).
-
-    A compilation allocates ~500k objects per kernel set (numba's IR, types
-    and LLVM wrappers): the collector ran ~700 times during a first fit and
-    took ~0.8 s of its ~8 s, mostly re-walking objects still in use.  Paused,
-    the compilation's cyclic garbage waits for the next collection after it.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _at_opt_level(dispatcher, level):

@@ -127,6 +127,48 @@ def _child(mode, fitted, tmp_path):
     return _run_child(_CHILD, env, tmp_path, mode, str(model_path), str(X_path))
 
 
+_IMPORT_CHILD = textwrap.dedent(
+    """
+    import gc, json, sys
+    from importlib.abc import MetaPathFinder
+
+    at_numba = []
+
+    class Probe(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba":
+                at_numba.append(gc.isenabled())
+            return None  # the import itself proceeds as usual
+
+    sys.meta_path.insert(0, Probe())
+    if sys.argv[1] == "disabled":
+        gc.disable()
+    import fastbp
+    from numba.core.registry import CPUDispatcher
+
+    signatures = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fastbp."):
+            for obj in vars(module).values():
+                if isinstance(obj, CPUDispatcher):
+                    signatures += len(obj.signatures)
+    print(json.dumps({
+        "at_numba": at_numba, "after": gc.isenabled(), "signatures": signatures,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("collector", ["enabled", "disabled"])
+def test_import_pauses_the_collector_for_numba_only(collector, tmp_path):
+    # numba's import runs with the garbage collector paused, and the
+    # collector is left as the user had it; nothing is compiled or loaded.
+    result = _run_child(_IMPORT_CHILD, dict(os.environ), tmp_path, collector)
+    assert result["at_numba"] == [False], result
+    assert result["after"] is (collector == "enabled"), result
+    assert result["signatures"] == 0, result
+
+
 def test_unpickled_model_loads_kernels_without_compiling(fitted, tmp_path):
     result = _child("default", fitted, tmp_path)
     assert result["misses"] == 0, result  # nothing compiled ...

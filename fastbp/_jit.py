@@ -63,11 +63,12 @@ def _collector_paused():
     Used where Python allocates many objects that stay alive, so that the
     collector's runs there would only re-walk objects still in use:
 
-    * numba's import (fastbp's is the first) allocates ~26k long-lived
-      objects; with the collector running, they trigger an extra full
-      collection of the whole heap, the user's and scikit-learn's objects
-      included (~65 ms of a ~1.8 s process that fits digits).  Paused, they
-      are walked once by the next young collection after the import;
+    * numba's import, when fastbp's is the process's first, allocates ~26k
+      long-lived objects; with the collector running, they trigger an extra
+      full collection of the whole heap, the user's and scikit-learn's
+      objects included (~65 ms of a ~1.8 s process that fits digits).
+      Paused, they are walked once by the next young collection after the
+      import;
     * a compilation allocates ~500k objects per kernel set (numba's IR, types
       and LLVM wrappers): the collector ran ~700 times during a first fit and
       took ~0.8 s of its ~8 s.  Paused, the compilation's cyclic garbage

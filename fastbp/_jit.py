@@ -47,6 +47,7 @@ import hashlib
 import importlib
 import itertools
 import os
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -60,20 +61,10 @@ from ._blas_pools import kernel_blas
 def _collector_paused():
     """Pause Python's cyclic garbage collector for the block (nests).
 
-    Used where Python allocates many objects that stay alive, so that the
-    collector's runs there would only re-walk objects still in use:
-
-    * numba's import, when fastbp's is the process's first, allocates ~26k
-      long-lived objects; with the collector running, they trigger an extra
-      full collection of the whole heap, the user's and scikit-learn's
-      objects included (~65 ms of a ~1.8 s process that fits digits).
-      Paused, they are walked once by the next young collection after the
-      import;
-    * a compilation allocates ~500k objects per kernel set (numba's IR, types
-      and LLVM wrappers): the collector ran ~700 times during a first fit and
-      took ~0.8 s of its ~8 s.  Paused, the compilation's cyclic garbage
-      waits for the next collection after it.
-
+    A compilation allocates ~500k objects per kernel set (numba's IR, types
+    and LLVM wrappers): the collector ran ~700 times during a first fit and
+    took ~0.8 s of its ~8 s, mostly re-walking objects still in use.  Paused,
+    the compilation's cyclic garbage waits for the next collection after it.
     The collector's state is restored on exit: a collector the user disabled
     stays disabled.
     """
@@ -87,7 +78,46 @@ def _collector_paused():
         gc.enable()
 
 
-with _collector_paused():
+@contextmanager
+def _allocated_as_long_lived(promote=True):
+    """Hand the objects the block allocates to the collector as long-lived.
+
+    For a block that allocates many objects that live as long as the
+    process (an import).  The user's young objects first get an ordinary
+    young collection, the block runs with the collector paused, one young
+    collection then frees the block's own short-lived garbage, and what
+    survives it is moved to the oldest generation (``gc.freeze`` then
+    ``gc.unfreeze``), where only full collections, at their usual pace, look
+    at it: no further young collection re-walks those objects, and they do
+    not count towards the next full collection.
+    Nothing stays frozen.  With ``promote=False``, a collector the user
+    disabled, or objects the user froze (which ``gc.unfreeze`` would
+    release), the block only runs with the collector paused.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    promote = promote and gc.get_freeze_count() == 0
+    if promote:
+        gc.collect(1)  # the young generations as they were, collected as usual
+    gc.disable()
+    try:
+        yield
+    finally:
+        if promote:
+            gc.collect(0)  # the block's short-lived garbage
+            gc.freeze()
+            gc.unfreeze()
+        gc.enable()
+
+
+# numba's import, when fastbp's is the process's first, allocates ~26-30k
+# objects (modules, functions, types, registries) that live as long as the
+# process.  Left to the collector, they triggered a full collection of the
+# whole heap while they were allocated (the user's and scikit-learn's objects
+# included), were walked again by two young collections, and counted towards
+# the next full collection: ~50-60 ms of a 1.2-1.8 s process that fits digits.
+with _allocated_as_long_lived(promote="numba" not in sys.modules):
     import llvmlite.binding as _llvm
     import numba
     import numba.core.event as _numba_event

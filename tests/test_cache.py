@@ -13,6 +13,7 @@ as root, for whom file modes do not stop writes, so the child process makes
 the locator's check fail exactly where numba makes it.
 """
 
+import gc
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
+from fastbp._jit import _allocated_as_long_lived
 
 _CHILD = textwrap.dedent(
     """
@@ -143,6 +146,10 @@ _IMPORT_CHILD = textwrap.dedent(
     sys.meta_path.insert(0, Probe())
     if sys.argv[1] == "disabled":
         gc.disable()
+    if sys.argv[1] == "frozen":  # e.g. a pre-forking server's objects
+        kept = [[i] for i in range(1000)]
+        gc.freeze()
+    frozen = gc.get_freeze_count()
     import fastbp
     from numba.core.registry import CPUDispatcher
 
@@ -152,21 +159,88 @@ _IMPORT_CHILD = textwrap.dedent(
             for obj in vars(module).values():
                 if isinstance(obj, CPUDispatcher):
                     signatures += len(obj.signatures)
+    if sys.argv[1] == "frozen":  # frozen objects are in no generation
+        tracked = {id(o) for o in gc.get_objects()}
+        frozen_kept = not any(id(o) in tracked for o in kept)
+    else:
+        frozen_kept = None
     print(json.dumps({
         "at_numba": at_numba, "after": gc.isenabled(), "signatures": signatures,
+        "frozen_before": frozen, "frozen_after": gc.get_freeze_count(),
+        "frozen_kept": frozen_kept,
     }))
     """
 )
 
 
-@pytest.mark.parametrize("collector", ["enabled", "disabled"])
+@pytest.mark.parametrize("collector", ["enabled", "disabled", "frozen"])
 def test_import_pauses_the_collector_for_numba_only(collector, tmp_path):
     # numba's import runs with the garbage collector paused, and the
-    # collector is left as the user had it; nothing is compiled or loaded.
+    # collector is left as the user had it (enabled or not, the user's frozen
+    # objects still frozen, nothing else frozen); nothing is compiled or
+    # loaded.
     result = _run_child(_IMPORT_CHILD, dict(os.environ), tmp_path, collector)
     assert result["at_numba"] == [False], result
-    assert result["after"] is (collector == "enabled"), result
+    assert result["after"] is (collector != "disabled"), result
+    if collector == "frozen":
+        assert result["frozen_kept"], result
+        # nothing added (frozen objects may still die by reference counting)
+        assert 0 < result["frozen_after"] <= result["frozen_before"], result
+    else:
+        assert result["frozen_after"] == result["frozen_before"] == 0, result
     assert result["signatures"] == 0, result
+
+
+class _Node:
+    pass
+
+
+def _in_oldest_generation(objects):
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    return [id(o) in oldest for o in objects]
+
+
+@pytest.mark.skipif(
+    not gc.isenabled() or gc.get_freeze_count() > 0,
+    reason="needs the collector enabled with nothing frozen",
+)
+def test_long_lived_block_promotes_its_survivors_and_frees_its_garbage():
+    with _allocated_as_long_lived():
+        assert not gc.isenabled()
+        survivors = [[i] for i in range(2000)]
+        node = _Node()
+        node.self = node  # a reference cycle: only the collector frees it
+        garbage = weakref.ref(node)
+        del node
+        assert garbage() is not None
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    assert garbage() is None  # collected at the block's end ...
+    assert all(_in_oldest_generation(survivors))  # ... the rest promoted
+
+
+def test_long_lived_block_leaves_a_user_freeze_and_a_disabled_collector_alone():
+    kept = [[i] for i in range(100)]
+    gc.freeze()  # the user's objects, e.g. a pre-forking server's
+    try:
+        frozen = gc.get_freeze_count()
+        with _allocated_as_long_lived():
+            assert not gc.isenabled()
+            young = [[i] for i in range(100)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() <= frozen  # nothing added ...
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(o) in tracked for o in kept)  # ... or released
+        assert not any(_in_oldest_generation(young))  # only paused
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        with _allocated_as_long_lived():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the user's choice stays
+    finally:
+        gc.enable()
 
 
 def test_unpickled_model_loads_kernels_without_compiling(fitted, tmp_path):

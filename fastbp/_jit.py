@@ -89,10 +89,11 @@ def _allocated_as_long_lived(promote=True):
     survives it is moved to the oldest generation (``gc.freeze`` then
     ``gc.unfreeze``), where only full collections, at their usual pace, look
     at it: no further young collection re-walks those objects, and they do
-    not count towards the next full collection.
-    Nothing stays frozen.  With ``promote=False``, a collector the user
-    disabled, or objects the user froze (which ``gc.unfreeze`` would
-    release), the block only runs with the collector paused.
+    not count towards the next full collection.  Nothing stays frozen.
+
+    With ``promote=False``, a collector the user disabled, or objects the
+    user froze (which ``gc.unfreeze`` would release), the block only runs
+    with the collector paused.
     """
     if not gc.isenabled():
         yield

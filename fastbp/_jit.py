@@ -95,21 +95,17 @@ def _allocated_as_long_lived(promote=True):
     user froze (which ``gc.unfreeze`` would release), the block only runs
     with the collector paused.
     """
-    if not gc.isenabled():
-        yield
-        return
-    promote = promote and gc.get_freeze_count() == 0
+    promote = promote and gc.isenabled() and gc.get_freeze_count() == 0
     if promote:
         gc.collect(1)  # the young generations as they were, collected as usual
-    gc.disable()
-    try:
-        yield
-    finally:
-        if promote:
-            gc.collect(0)  # the block's short-lived garbage
-            gc.freeze()
-            gc.unfreeze()
-        gc.enable()
+    with _collector_paused():
+        try:
+            yield
+        finally:
+            if promote:
+                gc.collect(0)  # the block's short-lived garbage
+                gc.freeze()
+                gc.unfreeze()
 
 
 # numba's import, when fastbp's is the process's first, allocates ~26-30k

@@ -47,6 +47,7 @@ from ._jit import (
     ORCHESTRATOR,
     RETURNS_FLOAT,
     RETURNS_NOTHING,
+    bundle,
     call_at,
     call_erased,
     call_separately,
@@ -62,8 +63,11 @@ from ._parallel import parallel_for, worker_args
 #: ``X_data/X_indices/X_indptr`` with ``X`` an empty ``(0, n_features)``
 #: placeholder and ``is_sparse`` ``True``.  Kernels that branch on it take it
 #: as an argument of its own, so that numba prunes the other branch.
-Data = namedtuple(
-    "Data", ["X", "X_data", "X_indices", "X_indptr", "is_sparse", "Y", "sample_weight"]
+Data = bundle(
+    namedtuple(
+        "Data",
+        ["X", "X_data", "X_indices", "X_indptr", "is_sparse", "Y", "sample_weight"],
+    )
 )
 
 #: A network as the kernels see it, for one dtype: ``layer_units``
@@ -78,28 +82,32 @@ Data = namedtuple(
 #: BLAS, or loops where training runs chunks of a few rows).  Addresses are
 #: valid in this process only: :class:`fastbp._network.Network` makes a
 #: ``Net`` when a call needs one.
-Net = namedtuple(
-    "Net",
-    [
-        "layer_units",
-        "coef_off",
-        "intercept_off",
-        "act_forward",
-        "act_derivative",
-        "loss_output",
-        "loss_delta",
-        "reported",
-        "product",
-    ],
+Net = bundle(
+    namedtuple(
+        "Net",
+        [
+            "layer_units",
+            "coef_off",
+            "intercept_off",
+            "act_forward",
+            "act_derivative",
+            "loss_output",
+            "loss_delta",
+            "reported",
+            "product",
+        ],
+    )
 )
 
 #: Scratch space for the chunks of one batch: one flat workspace row per chunk
 #: (``ws``; the offsets of each layer's output, GELU pre-activation and the two
 #: ping-pong delta buffers in it), one raw gradient row per chunk, one loss
 #: per chunk, and one squared gradient norm per layer (``layer_sq``).
-Workspace = namedtuple(
-    "Workspace",
-    ["ws", "a_off", "z_off", "d_off", "chunk_grads", "chunk_losses", "layer_sq"],
+Workspace = bundle(
+    namedtuple(
+        "Workspace",
+        ["ws", "a_off", "z_off", "d_off", "chunk_grads", "chunk_losses", "layer_sq"],
+    )
 )
 
 #: Inverted dropout of the hidden layers at training time: ``rates[l]`` is the
@@ -109,7 +117,7 @@ Workspace = namedtuple(
 #: ``epoch`` the epoch's key: the samples seen before it (``t_``), unique
 #: across epochs and calls.  Kernels take ``None`` instead when no layer drops
 #: units, which prunes the dropout code.
-Dropout = namedtuple("Dropout", ["rates", "seed", "epoch"])
+Dropout = bundle(namedtuple("Dropout", ["rates", "seed", "epoch"]))
 
 # The prototypes the kernels name to call a network's activation and loss
 # kernels by address (numba resolves module globals, not attributes).

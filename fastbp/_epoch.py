@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, call_separately, jit, smaller, unpack
+from ._jit import ORCHESTRATOR, bundle, call_separately, jit, smaller, unpack
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -36,8 +36,8 @@ from ._update import finish_and_step, inverse_weight_sum
 #: ``finish`` and ``clipped_step`` (the two passes of a clipped batch); 0 for
 #: a pass the configuration does not run (the full-batch objective runs
 #: ``finish`` only).
-Entries = namedtuple(
-    "Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"]
+Entries = bundle(
+    namedtuple("Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"])
 )
 
 #: The arrays of one training call that :func:`run_epoch` takes packed
@@ -46,10 +46,12 @@ Entries = namedtuple(
 #: the finished-gradient scratch, the per-layer gradient norms and the
 #: per-dtype kernels called.  They stay the same from epoch to epoch; what
 #: changes (the sample order, Adam's update count) comes as arguments.
-EpochBundle = namedtuple(
-    "EpochBundle",
-    ["data", "net", "params", "work", "blocks", "opt", "grad", "layer_grad_norms",
-     "entries"],
+EpochBundle = bundle(
+    namedtuple(
+        "EpochBundle",
+        ["data", "net", "params", "work", "blocks", "opt", "grad",
+         "layer_grad_norms", "entries"],
+    )
 )  # fmt: skip
 
 #: Status codes returned by :func:`run_epoch`.

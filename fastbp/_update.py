@@ -26,7 +26,14 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from ._jit import ORCHESTRATOR, RETURNS_NOTHING, call_erased, jit, kernel_address
+from ._jit import (
+    ORCHESTRATOR,
+    RETURNS_NOTHING,
+    bundle,
+    call_erased,
+    jit,
+    kernel_address,
+)
 from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
 from ._parallel import parallel_for, worker_args
 
@@ -36,12 +43,12 @@ from ._parallel import parallel_for, worker_args
 #: Which optimizer it is travels as two switches of its own (``adam`` and
 #: ``sgd``, one ``True`` and the other ``None``), so that only that
 #: optimizer's loops are compiled.
-Optimizer = namedtuple("Optimizer", ["hyper", "state_1", "state_2"])
+Optimizer = bundle(namedtuple("Optimizer", ["hyper", "state_1", "state_2"]))
 
 #: The parameter vector split into blocks: ``start``, ``stop``, the weight
 #: layer and whether the block holds coefficients, one entry per block;
 #: ``partial`` receives each block's ``(||W||^2, ||grad||^2)``.
-Blocks = namedtuple("Blocks", ["start", "stop", "layer", "is_coef", "partial"])
+Blocks = bundle(namedtuple("Blocks", ["start", "stop", "layer", "is_coef", "partial"]))
 
 #: Entries per block; blocks never straddle layers.
 BLOCK_SIZE = 16384

@@ -456,6 +456,47 @@ def test_pack_refuses_what_it_cannot_pack():
         pack((np.zeros(2), 2**63))
 
 
+def _types_negative_cache():
+    """Classes numba's ``types.Type`` has found not to be its subclasses."""
+    import abc
+
+    return {ref() for ref in abc._get_dump(numba.types.Type)[2]}
+
+
+def test_bundle_classes_get_numbas_tuple_type_without_a_class_search():
+    # numba types a value by its class.  A named tuple class has no rule of
+    # its own, so its first value makes numba test the class against every
+    # numba type class (the search leaves it in their negative caches); a
+    # class registered by ``bundle`` gets numba's tuple rule directly: the
+    # same type, no search.
+    from fastbp._jit import bundle
+
+    fields = ["values", "count", "flag"]
+    Plain = namedtuple("Plain", fields)
+    Registered = bundle(namedtuple("Registered", fields))
+    items = (np.zeros(3), np.int64(2), None)
+    plain_type = numba.typeof(Plain(*items))
+    registered_type = numba.typeof(Registered(*items))
+    member_types = [numba.typeof(item) for item in items]
+    assert Plain in _types_negative_cache()
+    assert Registered not in _types_negative_cache()
+    assert plain_type == numba.types.BaseTuple.from_types(member_types, Plain)
+    assert registered_type == numba.types.BaseTuple.from_types(member_types, Registered)
+    assert isinstance(registered_type, numba.types.NamedTuple)
+
+
+def test_the_kernels_bundles_are_registered():
+    from numba.extending import typeof_impl
+
+    from fastbp import _backprop, _epoch, _update
+
+    tuple_rule = typeof_impl.dispatch(tuple)
+    for cls in (_backprop.Data, _backprop.Net, _backprop.Workspace,
+                _backprop.Dropout, _epoch.Entries, _epoch.EpochBundle,
+                _update.Optimizer, _update.Blocks):  # fmt: skip
+        assert typeof_impl.registry.get(cls) is tuple_rule, cls
+
+
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="counts compiled code")
 def test_new_networks_reuse_the_kernel_addresses_of_the_process(monkeypatch):
     # Every partial_fit call builds a new network; the kernels' addresses

@@ -679,10 +679,11 @@ def bundle(cls):
     numba types an argument by dispatching on its class.  A named tuple class
     has no rule of its own, so the first value of each made numba test the
     class against every numba type class it knows (~130 abstract base
-    classes): ~2 ms per class, and ~1.5k weak references left in their
-    negative caches, which the collector then walks until the process exits
-    (a fit used seven such classes).  Registered, ``cls`` goes straight to
-    numba's own rule for tuples: the types are the same.  Returns ``cls``.
+    classes): 0.3-1.3 ms per class, and ~270 objects (a weak reference and
+    its callback in each of their negative caches) that the collector then
+    walks until the process exits; a fit used seven such classes.
+    Registered, ``cls`` goes straight to numba's own rule for tuples: the
+    types are the same.  Returns ``cls``.
     """
     _numba_extending.typeof_impl.register(cls)(
         _numba_extending.typeof_impl.dispatch(tuple)

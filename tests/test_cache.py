@@ -29,7 +29,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
-from fastbp._jit import _allocated_as_long_lived
+from fastbp._jit import _allocated_as_long_lived, _elf_defined_symbols
 
 _CHILD = textwrap.dedent(
     """
@@ -252,6 +252,73 @@ def test_unpickled_model_loads_kernels_without_compiling(fitted, tmp_path):
     assert result["hits"] > 0, result  # ... everything loaded from the cache
     np.testing.assert_array_equal(result["proba"], fitted[2])
     assert not result["warnings"]
+
+
+_LINK_LOADED = textwrap.dedent(
+    """
+    import json
+    import llvmlite.binding as llvm
+    import numba
+    import numpy as np
+    from numba.core.codegen import JITCodeLibrary
+    from fastbp import _activations, _jit
+
+    lazy = _jit._lazy_linking_class(JITCodeLibrary)
+    parsed = []  # per link of a loaded library: was its bitcode still unparsed?
+    link_module = lazy._get_module_for_linking
+
+    def counted(self):
+        parsed.append(self._linking_bitcode is not None)
+        return link_module(self)
+
+    lazy._get_module_for_linking = counted
+
+    # Compiled into the empty cache by the first child, loaded by the second.
+    _activations.FORWARD.address(_activations.RELU, np.float64)
+    (cres,) = _activations.relu_forward.overloads.values()
+    names = None
+    if cres.library._object_caching_enabled and cres.library._compiled_object:
+        # Compiled here: the names its machine code defines, and numba's.
+        _, _, (object_code, bitcode) = cres.library.serialize_using_object_code()
+        module = llvm.parse_bitcode(bitcode)
+        numbas = {g.name for g in [*module.functions, *module.global_variables]
+                  if not g.is_declaration}
+        names = [sorted(_jit._elf_defined_symbols(object_code)), sorted(numbas)]
+
+    relu_forward = _activations.relu_forward
+
+    @numba.njit
+    def relu(z):  # numba links relu_forward's code into this function
+        relu_forward(z, np.empty(0))
+        return z
+
+    z = np.linspace(-2.0, 2.0, 9)
+    print(json.dumps({
+        "parsed": parsed, "names": names,
+        "relu": relu(z.copy()).tolist(), "expected": np.maximum(z, 0.0).tolist(),
+        "loaded": type(cres.library) is lazy,
+    }))
+    """
+)
+
+
+def test_a_kernel_loaded_from_the_cache_still_links_into_new_code(tmp_path):
+    # A kernel loaded from the cache defers parsing the bitcode numba keeps
+    # for linking it into later compilations (fastbp's kernels call each
+    # other by address, so in a fit nothing links it): a compilation that
+    # does link it still gets it.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    compiled = _run_child(_LINK_LOADED, env, tmp_path)
+    loaded = _run_child(_LINK_LOADED, env, tmp_path)
+    assert not compiled["loaded"] and loaded["loaded"], (compiled, loaded)
+    assert compiled["parsed"] == [] and loaded["parsed"] == [True], (compiled, loaded)
+    for result in (compiled, loaded):
+        np.testing.assert_array_equal(result["relu"], result["expected"])
+    # The names a loaded library registers come from its machine code's
+    # symbol table: the same as numba reads from its bitcode.
+    elf_names, numbas_names = compiled["names"]
+    assert elf_names == numbas_names and "relu_forward" in str(elf_names)
+    assert _elf_defined_symbols(b"\xcf\xfa\xed\xfe" + bytes(60)) is None  # Mach-O
 
 
 @pytest.mark.slow

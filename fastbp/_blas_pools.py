@@ -117,13 +117,14 @@ def _mapped_openblas_paths():
             maps = f.read()
     except OSError:
         return None
-    paths = set()
+    mapped = set()  # a library is mapped in several segments: one line each
     for line in maps.splitlines():
-        path = line.partition(b" /")[2]
-        name = os.path.basename(path)
-        if name.startswith(_OPENBLAS_PREFIXES) and b".so" in name:
-            paths.add(os.path.realpath(os.fsdecode(b"/" + path)))
-    return sorted(paths)
+        if b"blas" in line:  # every prefix has it; skips ~1,000 other lines
+            path = line.partition(b" /")[2]
+            name = path.rpartition(b"/")[2]
+            if name.startswith(_OPENBLAS_PREFIXES) and b".so" in name:
+                mapped.add(path)
+    return sorted({os.path.realpath(os.fsdecode(b"/" + path)) for path in mapped})
 
 
 def _pthreads_openblas(path):

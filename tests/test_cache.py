@@ -460,13 +460,20 @@ _USED_ONLY = textwrap.dedent(
         warnings.simplefilter("ignore", ConvergenceWarning)
         fastbp.MLPClassifier(max_iter=2, activation="tanh").fit(
             X, np.arange(300) % 3).predict(X)
-    compiled = {
-        kernel.py_func.__name__: len(kernel.overloads)
+    kernels = [
+        kernel
         for table in (_activations.FORWARD, _activations.DERIVATIVE,
                       _losses.OUTPUT, _losses.DELTA)
         for kernel in table.kernels.values()
-    }
-    print(json.dumps(compiled))
+    ]
+    print(json.dumps({
+        "compiled": {k.py_func.__name__: len(k.overloads) for k in kernels},
+        # the class of the kernel's cache index: numba's NullCache has none
+        "cached": {
+            k.py_func.__name__: type(getattr(k._cache, "_cache_file", None)).__name__
+            for k in kernels
+        },
+    }))
     """
 )
 
@@ -474,10 +481,16 @@ _USED_ONLY = textwrap.dedent(
 def test_a_fit_compiles_only_its_own_activation_and_loss_kernels(tmp_path):
     # Activations and losses are called by address: a tanh classifier's first
     # fit compiles (or loads) tanh's and log_loss's kernels and no other.
-    compiled = _run_with_cache(_USED_ONLY, tmp_path / "cache", tmp_path)
+    result = _run_with_cache(_USED_ONLY, tmp_path / "cache", tmp_path)
+    compiled = result["compiled"]
     used = {"tanh_forward", "tanh_derivative", "log_loss_output", "log_loss_delta"}
     assert {name for name, n in compiled.items() if n} == used, compiled
     assert all(compiled[name] == 1 for name in used), compiled  # float64 only
+    # Only those set their cache up (fastbp's hardened one); the others did
+    # not even check their cache directory.
+    cached = result["cached"]
+    assert all(cached[name] == "_LockedIndexDataCacheFile" for name in used), cached
+    assert all(cached[name] == "NoneType" for name in set(cached) - used), cached
 
 
 @pytest.mark.slow

@@ -219,7 +219,12 @@ def test_full_batch_solvers_reach_sklearn_lbfgs_minimum(solver):
 
 _LONG_FIT = textwrap.dedent(
     """
-    import sys, warnings
+    import signal, sys, warnings
+    # Python installs its KeyboardInterrupt handler at start-up unless SIGINT
+    # is ignored, which a process inherits when the test suite runs as a
+    # background job of a non-interactive shell: install it as a terminal's
+    # Python has it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     import fastbp
     rng = np.random.RandomState(0)

@@ -217,26 +217,36 @@ def _load_overload(self, sig, target_context):
 
 
 def _elf_defined_symbols(object_code):
-    """Names defined by the ELF object file ``object_code`` (None: not ELF).
+    """Names defined by the ELF object file ``object_code`` (or None).
 
     The names numba registers for a cached library (its defined functions and
     global variables, read from the library's bitcode), here read from the
     symbol table of its machine code: undefined symbols and the section and
-    file entries are left out.
+    file entries are left out.  None where the object is not a 64-bit
+    little-endian ELF file or has no symbol table that reads cleanly: numba's
+    own loading then decides.
     """
     # 64-bit little-endian ELF only: numba's x86-64 and aarch64 Linux objects.
     if object_code[:6] != b"\x7fELF\x02\x01":
         return None
+    try:
+        return _read_elf_symbols(object_code)
+    except (struct.error, IndexError, ValueError, OverflowError):  # numba decides
+        return None
+
+
+def _read_elf_symbols(object_code):
     sections_at = int.from_bytes(object_code[0x28:0x30], "little")
     entry_size, n_sections = struct.unpack_from("<HH", object_code, 0x3A)
     sections = [
         struct.unpack_from("<IIQQQQIIQQ", object_code, sections_at + i * entry_size)
         for i in range(n_sections)
     ]
-    names = set()
+    names = None  # None unless the object has a symbol table
     for _, kind, _, _, offset, size, link, _, _, symbol_size in sections:
         if kind != 2:  # SHT_SYMTAB
             continue
+        names = set() if names is None else names
         strings = sections[link][4]
         for at in range(offset, offset + size, symbol_size):
             name, info, _, section = struct.unpack_from("<IBBH", object_code, at)

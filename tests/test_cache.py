@@ -318,7 +318,10 @@ def test_a_kernel_loaded_from_the_cache_still_links_into_new_code(tmp_path):
     # symbol table: the same as numba reads from its bitcode.
     elf_names, numbas_names = compiled["names"]
     assert elf_names == numbas_names and "relu_forward" in str(elf_names)
+    # Anything else is left to numba's own loading.
     assert _elf_defined_symbols(b"\xcf\xfa\xed\xfe" + bytes(60)) is None  # Mach-O
+    assert _elf_defined_symbols(b"\x7fELF\x02\x01" + bytes(100)) is None  # no symbols
+    assert _elf_defined_symbols(b"\x7fELF\x02\x01" + b"\xff" * 100) is None  # garbled
 
 
 @pytest.mark.slow

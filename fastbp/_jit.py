@@ -242,11 +242,11 @@ def _read_elf_symbols(object_code):
         struct.unpack_from("<IIQQQQIIQQ", object_code, sections_at + i * entry_size)
         for i in range(n_sections)
     ]
-    names = None  # None unless the object has a symbol table
-    for _, kind, _, _, offset, size, link, _, _, symbol_size in sections:
-        if kind != 2:  # SHT_SYMTAB
-            continue
-        names = set() if names is None else names
+    symbol_tables = [section for section in sections if section[1] == 2]  # SHT_SYMTAB
+    if not symbol_tables:
+        return None
+    names = set()
+    for _, _, _, _, offset, size, link, _, _, symbol_size in symbol_tables:
         strings = sections[link][4]
         for at in range(offset, offset + size, symbol_size):
             name, info, _, section = struct.unpack_from("<IBBH", object_code, at)
@@ -274,12 +274,12 @@ def _lazy_linking_class(cls):
 
         @classmethod
         def _unserialize(cls, codegen, state):
-            _, kind, data = state
+            name, kind, data = state
             names = _elf_defined_symbols(data[0]) if kind == "object" else None
             if names is None:
                 return super()._unserialize(codegen, state)
             object_code, bitcode = data
-            self = cls(codegen, state[0])
+            self = cls(codegen, name)
             self.enable_object_caching()
             self._set_compiled_object(object_code)
             self._linking_bitcode = bitcode
@@ -398,28 +398,33 @@ LEAF = 3
 ORCHESTRATOR = 1
 
 
-def _at_opt_level(dispatcher, level):
-    """Compile ``dispatcher``'s new signatures at LLVM level ``level``.
+def _with_compile_policy(dispatcher, level):
+    """Route ``dispatcher``'s compilations (and cache loads) through fastbp's policy.
 
-    numba reads its optimisation level (``NUMBA_OPT``) from a global when it
-    builds the pass managers for a compilation.  The level is switched only
-    for the duration of this kernel's own compilation, under numba's global
-    compiler lock (which every compilation holds), so code compiled outside
-    fastbp's kernels, the user's own included, keeps its level.  Python's
-    garbage collector is paused for the compilation
-    (:func:`_collector_paused`).  The kernel's first compilation (or cache
-    load) attaches its cache first (:func:`_attach_cache`).
+    * Its first compilation or cache load attaches its on-disk cache
+      (:func:`_attach_cache`).
+    * New signatures compile at LLVM level ``level``.  numba reads its
+      optimisation level (``NUMBA_OPT``) from a global when it builds the
+      pass managers for a compilation; the level is switched only for the
+      duration of this kernel's own compilation, under numba's global
+      compiler lock (which every compilation holds), so code compiled
+      outside fastbp's kernels, the user's own included, keeps its level.
+    * Python's garbage collector is paused for the compilation
+      (:func:`_collector_paused`).
+    * A call with no compiled overload yet does not load numba's installed
+      extensions first (:func:`_no_extensions_needed`).
     """
     compile_signature = getattr(dispatcher, "compile", None)
     if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
         return dispatcher
     dispatcher._compilation_chain_init_hook = _no_extensions_needed
-    cache_pending = [True]
+    cache_attached = False
 
     def compile(sig):
+        nonlocal cache_attached
         with global_compiler_lock, _collector_paused():
-            if cache_pending:
-                cache_pending.clear()
+            if not cache_attached:
+                cache_attached = True  # once, even where no location is writable
                 _attach_cache(dispatcher)
             saved = _numba_config.OPT
             _numba_config.OPT = _numba_config._OptLevel(level)
@@ -495,7 +500,7 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False, inline=F
 
     def decorate(func):
         # Cached (cache=True's cache) from its first compilation on.
-        return _at_opt_level(numba.njit(**options)(func), opt)
+        return _with_compile_policy(numba.njit(**options)(func), opt)
 
     return decorate
 

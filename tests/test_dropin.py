@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
+import sklearn.base
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SKClassifier
@@ -277,19 +278,6 @@ def test_saturated_classifier_reports_clipped_log_loss(target):
     # loss, which cannot exceed -log(eps) per output.
     objective, _, _ = ours.loss_and_gradients(X, y)
     assert objective > 2 * ours.loss_curve_[-1]
-
-
-def test_float32_log_loss_is_clipped_at_float32_eps():
-    X, y = _saturating("multiclass")
-    X = X.astype(np.float32)
-    pair = both(
-        "clf", hidden_layer_sizes=(6,), solver="sgd", learning_rate_init=0.5,
-        momentum=0.0, max_iter=3, random_state=0, shuffle=False,
-    )  # fmt: skip
-    apply(pair, "fit", X, y)
-    ours, theirs = pair
-    assert ours.coefs_[0].dtype == np.float32
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
 
 
 @pytest.mark.parametrize("target,scale", [("multiclass", 10.0), ("binary", 1000.0)])
@@ -730,3 +718,91 @@ def test_target_encoding_is_the_label_binarizers(y, classes):
     got = clf._encode_target(y)
     assert got.dtype == bool
     np.testing.assert_array_equal(got, want.astype(bool))
+
+
+# --------------------------------------------------------------------------- #
+# 9. Settings compared side by side nowhere else (each hid a planted bug)
+# --------------------------------------------------------------------------- #
+def test_poisson_training_stops_as_sklearn():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 6))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1]))
+    pair = both("reg", hidden_layer_sizes=(8,), loss="poisson", max_iter=300,
+                learning_rate_init=0.05, random_state=0)  # fmt: skip
+    apply(pair, "fit", X, y)
+    assert_same_model(*pair)
+    assert pair[0].n_iter_ < 300  # stopped by tol on the reported loss
+
+
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_sgd_invscaling_follows_samples_seen(kind, clf_data, reg_data):
+    X, y = data_for(kind, clf_data, reg_data)
+    pair = both(kind, hidden_layer_sizes=(7,), solver="sgd", learning_rate="invscaling",
+                learning_rate_init=0.1, power_t=0.3, batch_size=50, max_iter=8,
+                random_state=0)  # fmt: skip
+    apply(pair, "fit", X, y)
+    assert_same_model(*pair)
+    extra = {"classes": np.unique(y)} if kind == "clf" else {}
+    apply(pair, "partial_fit", X[:100], y[:100], **extra)
+    assert_same_model(*pair)
+    ours, theirs = pair
+    # The rate follows t_ (samples seen), not n_iter_ (epochs).
+    assert ours.t_ == 8 * 300 + 100
+    assert ours._optimizer.learning_rate == pytest.approx(
+        0.1 / (ours.t_ + 1) ** 0.3, rel=1e-12
+    )
+    assert ours._optimizer.learning_rate == pytest.approx(
+        theirs._optimizer.learning_rate, rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("target", ["multiclass", "binary", "multilabel"])
+def test_float32_log_loss_is_clipped_at_float32_eps(target):
+    X, y = _saturating(target)
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", learning_rate_init=0.5,
+              momentum=0.0, max_iter=3, random_state=0, shuffle=False)  # fmt: skip
+    pair = both("clf", **kw)
+    apply(pair, "fit", X.astype(np.float32), y)
+    ours, theirs = pair
+    assert ours.coefs_[0].dtype == np.float32
+    # float32 probabilities round near 0 and 1 (scikit-learn's are computed
+    # in float32 too), hence the tolerance; clipped at float64's eps instead,
+    # the saturated rows would report up to -log(2.2e-16) = 36 each.
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-3)
+    in_float64, _ = quietly(lambda: SKClassifier(**kw).fit(X, y))
+    assert not np.allclose(in_float64.loss_curve_, theirs.loss_curve_, rtol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_early_stopping_scores_weighted_validation_rows(kind, clf_data, reg_data):
+    X, y = data_for(kind, clf_data, reg_data)
+    sw = np.random.RandomState(1).uniform(0.05, 3.0, len(X))
+    pair = both(kind, hidden_layer_sizes=(7,), solver="sgd", learning_rate_init=0.05,
+                early_stopping=True, validation_fraction=0.3, n_iter_no_change=3,
+                max_iter=200, random_state=0)  # fmt: skip
+    apply(pair, "fit", X, y, sample_weight=sw)
+    assert_same_model(*pair)
+    ours = pair[0]
+    assert ours.n_iter_ < 200
+    # The weights matter: the unweighted scores are others.
+    unweighted = sklearn.base.clone(ours)
+    quietly(lambda: unweighted.fit(X, y))
+    a, b = unweighted.validation_scores_, ours.validation_scores_
+    assert len(a) != len(b) or not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_class_weight_dict_leaving_classes_out_is_sample_weight(solver, clf_data):
+    X, y = clf_data
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=10, random_state=0)
+    ours = fastbp.MLPClassifier(class_weight={0: 3.0}, **kw)
+    theirs = SKClassifier(**kw)
+    quietly(lambda: ours.fit(X, y))
+    quietly(lambda: theirs.fit(X, y, sample_weight=np.where(y == 0, 3.0, 1.0)))
+    if solver == "lbfgs":
+        assert ours.n_iter_ == theirs.n_iter_
+        np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-9)
+        for a, b in zip(ours.coefs_, theirs.coefs_, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    else:
+        assert_same_model(ours, theirs)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
-from scipy.special import erf, expit, logsumexp
+from naive import central_differences, ref_loss_grad
 from sklearn.datasets import load_iris, make_regression
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -72,51 +72,33 @@ def small_problem(kind, seed=0, n=40):
 # check_gradients
 # --------------------------------------------------------------------------- #
 def numpy_objective(est, X, y, sw, coefs, intercepts):
-    """The objective fit minimises, written out in numpy (independent of fastbp)."""
-    act = {
-        "tanh": np.tanh,
-        "logistic": expit,
-        "relu": lambda z: np.maximum(z, 0),
-        "identity": lambda z: z,
-        "softplus": lambda z: np.logaddexp(0, z),
-        "gelu": lambda z: 0.5 * z * (1 + erf(z / np.sqrt(2))),
-    }[est.activation]
-    a = X
-    for i, (W, b) in enumerate(zip(coefs, intercepts, strict=True)):
-        z = a @ W + b
-        a = act(z) if i < len(coefs) - 1 else z
+    """The objective fit minimises, from ``naive.ref_loss_grad`` (independent of
+    fastbp)."""
     if est.out_activation_ == "softmax":
-        Y = (y[:, None] == est.classes_[None, :]).astype(float)
-        per_sample = -(Y * (z - logsumexp(z, axis=1, keepdims=True))).sum(1)
+        loss, Y = "log_loss", (y[:, None] == est.classes_[None, :]).astype(float)
     elif est.out_activation_ == "logistic":
-        if y.ndim == 1:
-            Y = (y == est.classes_[1]).astype(float)[:, None]
-        else:
-            Y = y.astype(float)
-        per_sample = (np.logaddexp(0, z) - Y * z).sum(1)
+        loss = "binary_log_loss"
+        Y = (y == est.classes_[1]).astype(float)[:, None] if y.ndim == 1 else y
     else:
-        Y = y.reshape(len(y), -1)
-        per_sample = 0.5 * ((z - Y) ** 2).sum(1)
-    penalty = 0.5 * est.alpha * sum((W**2).sum() for W in coefs)
-    return (sw @ per_sample + penalty) / sw.sum()
+        loss, Y = "squared_error", y.reshape(len(y), -1)
+    acts = [est.activation] * (len(coefs) - 1)
+    return ref_loss_grad(X, Y, sw, coefs, intercepts, acts, loss, est.alpha)[0]
 
 
-def numpy_finite_differences(est, X, y, sw, h=1e-6):
-    coefs = [c.astype(np.float64) for c in est.coefs_]
-    intercepts = [b.astype(np.float64) for b in est.intercepts_]
-    grads = []
-    for arr in coefs + intercepts:
-        g = np.empty_like(arr)
-        for idx in np.ndindex(arr.shape):
-            original = arr[idx]
-            arr[idx] = original + h
-            up = numpy_objective(est, X, y, sw, coefs, intercepts)
-            arr[idx] = original - h
-            down = numpy_objective(est, X, y, sw, coefs, intercepts)
-            arr[idx] = original
-            g[idx] = (up - down) / (2 * h)
-        grads.append(g)
-    return np.concatenate([g.ravel() for g in grads])
+def numpy_finite_differences(est, X, y, sw):
+    params = [p.astype(np.float64) for p in est.coefs_ + est.intercepts_]
+    flat = np.concatenate([p.ravel() for p in params])
+    bounds = np.cumsum([0] + [p.size for p in params])
+    n = len(est.coefs_)
+
+    def objective(x):
+        arrays = [
+            x[a:b].reshape(p.shape)
+            for a, b, p in zip(bounds[:-1], bounds[1:], params, strict=True)
+        ]
+        return numpy_objective(est, X, y, sw, arrays[:n], arrays[n:])
+
+    return central_differences(objective, flat)
 
 
 def relative_error(fd, bp):

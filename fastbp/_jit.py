@@ -48,13 +48,25 @@ import hashlib
 import importlib
 import itertools
 import os
-import struct
-import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
 
+import llvmlite.binding as _llvm
+import numba
+import numba.core.event as _numba_event
+import numba.extending as _numba_extending
 import numpy as np
+from numba.core import cgutils as _numba_cgutils
+from numba.core import config as _numba_config
+from numba.core import errors as _numba_errors
+from numba.core import types as _numba_types
+from numba.core.caching import IndexDataCacheFile
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.funcdesc import default_mangler as _numba_mangler
+from numba.core.runtime import rtsys as _nrt_runtime
+from numba.np.numpy_support import as_dtype as _numba_as_dtype
 
 from ._blas_pools import kernel_blas
 
@@ -80,72 +92,10 @@ def _collector_paused():
         gc.enable()
 
 
-@contextmanager
-def _allocated_as_long_lived(promote=True):
-    """Hand the objects the block allocates to the collector as long-lived.
-
-    For a block that allocates many objects that live as long as the
-    process (an import).  The user's young objects first get an ordinary
-    young collection, the block runs with the collector paused, and what it
-    allocated is moved to the oldest generation (``gc.freeze`` then
-    ``gc.unfreeze``), where only full collections, at their usual pace, look
-    at it: no young collection walks those objects, and they do not count
-    towards the next full collection.  Nothing stays frozen.  The block's own
-    cyclic garbage waits there for the next full collection: numba's import
-    leaves ~20 such objects, and a young collection to free them at once
-    walked all ~40,000 objects of the import (10-12 ms).
-
-    With ``promote=False``, a collector the user disabled, or objects the
-    user froze (which ``gc.unfreeze`` would release), the block only runs
-    with the collector paused.
-    """
-    promote = promote and gc.isenabled() and gc.get_freeze_count() == 0
-    if promote:
-        gc.collect(1)  # the young generations as they were, collected as usual
-    with _collector_paused():
-        try:
-            yield
-        finally:
-            if promote:
-                gc.freeze()
-                gc.unfreeze()
-
-
-# numba's import, when fastbp's is the process's first, allocates ~26-30k
-# objects (modules, functions, types, registries) that live as long as the
-# process.  Left to the collector, they triggered a full collection of the
-# whole heap while they were allocated (the user's and scikit-learn's objects
-# included), were walked again by two young collections, and counted towards
-# the next full collection: ~50-60 ms of a 1.2-1.8 s process that fits digits.
-with _allocated_as_long_lived(promote="numba" not in sys.modules):
-    import llvmlite.binding as _llvm
-    import numba
-    import numba.core.event as _numba_event
-    import numba.extending as _numba_extending
-    from numba.core import cgutils as _numba_cgutils
-    from numba.core import config as _numba_config
-    from numba.core import errors as _numba_errors
-    from numba.core import types as _numba_types
-    from numba.core.caching import IndexDataCacheFile
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.core.funcdesc import default_mangler as _numba_mangler
-    from numba.core.runtime import rtsys as _nrt_runtime
-    from numba.np.numpy_support import as_dtype as _numba_as_dtype
-
 try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
-
-# Two Python threads may fit two models at once: only the tbb and omp threading
-# layers are safe for concurrent parallel regions (workqueue aborts).  Unless
-# the user chose a layer, ask numba for a thread-safe one; it raises a clear
-# error at the first parallel call if neither is installed.
-if (
-    "NUMBA_THREADING_LAYER" not in os.environ
-    and numba.config.THREADING_LAYER == "default"
-):
-    numba.config.THREADING_LAYER = "threadsafe"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -208,117 +158,9 @@ def _load_overload(self, sig, target_context):
         # numba compiles its runtime's module (~40 ms) the first time; code
         # compiled without reference counting never calls it.
         _nrt_runtime.initialize(target_context)
-    with (
-        _linking_bitcode_when_linked(target_context.codegen()),
-        self._guard_against_spurious_io_errors(),
-    ):
+    with self._guard_against_spurious_io_errors():
         return self._load_overload(sig, target_context)
     # None when the guard swallowed an I/O error: numba then compiles
-
-
-def _elf_defined_symbols(object_code):
-    """Names defined by the ELF object file ``object_code`` (or None).
-
-    The names numba registers for a cached library (its defined functions and
-    global variables, read from the library's bitcode), here read from the
-    symbol table of its machine code: undefined symbols and the section and
-    file entries are left out.  None where the object is not a 64-bit
-    little-endian ELF file or has no symbol table that reads cleanly: numba's
-    own loading then decides.
-    """
-    # 64-bit little-endian ELF only: numba's x86-64 and aarch64 Linux objects.
-    if object_code[:6] != b"\x7fELF\x02\x01":
-        return None
-    try:
-        return _read_elf_symbols(object_code)
-    except (struct.error, IndexError, ValueError, OverflowError):  # numba decides
-        return None
-
-
-def _read_elf_symbols(object_code):
-    sections_at = int.from_bytes(object_code[0x28:0x30], "little")
-    entry_size, n_sections = struct.unpack_from("<HH", object_code, 0x3A)
-    sections = [
-        struct.unpack_from("<IIQQQQIIQQ", object_code, sections_at + i * entry_size)
-        for i in range(n_sections)
-    ]
-    symbol_tables = [section for section in sections if section[1] == 2]  # SHT_SYMTAB
-    if not symbol_tables:
-        return None
-    names = set()
-    for _, _, _, _, offset, size, link, _, _, symbol_size in symbol_tables:
-        strings = sections[link][4]
-        for at in range(offset, offset + size, symbol_size):
-            name, info, _, section = struct.unpack_from("<IBBH", object_code, at)
-            if section != 0 and info & 0xF not in (3, 4):  # STT_SECTION, STT_FILE
-                start = strings + name
-                names.add(object_code[start : object_code.index(0, start)].decode())
-    return names
-
-
-@functools.cache
-def _lazy_linking_class(cls):
-    """Subclass of numba's code library class ``cls``: linking bitcode on demand.
-
-    numba caches a kernel as its machine code plus its LLVM bitcode, which it
-    needs only to link the kernel into a caller it compiles later.  Loading
-    parsed that bitcode at once, and walked it for the names the library
-    defines (~1 ms per kernel, ~18 ms of a first fit that loads 15 kernels).
-    Here the names come from the machine code's symbol table (the same
-    names), and the bitcode is parsed the first time a compilation links the
-    library.
-    """
-
-    class LazyLinkingLibrary(cls):
-        _linking_bitcode = None
-
-        @classmethod
-        def _unserialize(cls, codegen, state):
-            name, kind, data = state
-            names = _elf_defined_symbols(data[0]) if kind == "object" else None
-            if names is None:
-                return super()._unserialize(codegen, state)
-            object_code, bitcode = data
-            self = cls(codegen, name)
-            self.enable_object_caching()
-            self._set_compiled_object(object_code)
-            self._linking_bitcode = bitcode
-            self._finalize_final_module()
-            codegen._engine._defined_symbols |= names
-            return self
-
-        def _get_module_for_linking(self):
-            if self._linking_bitcode is not None:
-                self._shared_module = _llvm.parse_bitcode(self._linking_bitcode)
-                self._linking_bitcode = None
-            return super()._get_module_for_linking()
-
-    LazyLinkingLibrary.__name__ = LazyLinkingLibrary.__qualname__ = cls.__name__
-    return LazyLinkingLibrary
-
-
-@contextmanager
-def _linking_bitcode_when_linked(codegen):
-    """Unserialize ``codegen``'s libraries with :func:`_lazy_linking_class`.
-
-    The class is swapped on the codegen instance for the block only, under
-    numba's compiler lock (which every compilation and cache load takes), so
-    only fastbp's cache loads use it.
-    """
-    cls = getattr(type(codegen), "_library_class", None)
-    if cls is None or not hasattr(cls, "_get_module_for_linking"):
-        yield
-        return
-    with global_compiler_lock:
-        saved = codegen.__dict__.get("_library_class")
-        codegen._library_class = _lazy_linking_class(cls)
-        try:
-            yield
-        finally:
-            if saved is None:
-                del codegen._library_class
-            else:
-                codegen._library_class = saved
 
 
 @functools.cache
@@ -356,16 +198,6 @@ def _attach_cache(dispatcher):
         _warn_no_cache(exc)
         return
     _harden_cache(dispatcher)
-
-
-def _no_extensions_needed():
-    """Dispatch without loading numba's installed extensions first.
-
-    numba loads every installed numba extension (entry points) before it
-    dispatches a call that has no compiled overload yet; fastbp's kernels
-    take arrays, numbers, None and named tuples only, and a compilation
-    loads the extensions itself (with the registries).
-    """
 
 
 #: numba's parallel options for kernels with ``prange`` loops: explicit
@@ -411,13 +243,10 @@ def _with_compile_policy(dispatcher, level):
       outside fastbp's kernels, the user's own included, keeps its level.
     * Python's garbage collector is paused for the compilation
       (:func:`_collector_paused`).
-    * A call with no compiled overload yet does not load numba's installed
-      extensions first (:func:`_no_extensions_needed`).
     """
     compile_signature = getattr(dispatcher, "compile", None)
     if compile_signature is None:  # NUMBA_DISABLE_JIT=1: a plain function
         return dispatcher
-    dispatcher._compilation_chain_init_hook = _no_extensions_needed
     cache_attached = False
 
     def compile(sig):
@@ -596,13 +425,35 @@ def kernel_threads(n_jobs):
     on exit.
     """
     _launch_kernel_threads()
-    previous = numba.get_num_threads()
-    numba.set_num_threads(resolve_n_jobs(n_jobs))
-    try:
-        with kernel_blas():
-            yield
-    finally:
-        numba.set_num_threads(previous)
+    with _one_at_a_time_on_workqueue():
+        previous = numba.get_num_threads()
+        numba.set_num_threads(resolve_n_jobs(n_jobs))
+        try:
+            with kernel_blas():
+                yield
+        finally:
+            numba.set_num_threads(previous)
+
+
+#: Held by fastbp's kernel calls when numba runs on its ``workqueue`` layer.
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+@contextmanager
+def _one_at_a_time_on_workqueue():
+    """Serialise fastbp's parallel calls where numba's threading layer needs it.
+
+    numba's ``workqueue`` layer aborts the process when two threads enter
+    parallel regions at once (``tbb`` and ``omp`` do not).  numba picks the
+    layer itself (tbb, then omp, then workqueue, or the user's
+    ``NUMBA_THREADING_LAYER``); fastbp does not change that choice for the
+    process, and on ``workqueue`` its own calls take turns instead.
+    """
+    if numba.threading_layer() != "workqueue":
+        yield
+        return
+    with _WORKQUEUE_LOCK:
+        yield
 
 
 class _CompileCounter(_numba_event.Listener):

@@ -95,7 +95,7 @@ def machine_info(with_torch):
     import sklearn
 
     import fastbp
-    from fastbp._jit import _KERNEL_OMP_ENV
+    from fastbp._numba.threads import _KERNEL_OMP_ENV
 
     info = {
         "cpu": _cpu_model(),

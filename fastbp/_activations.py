@@ -25,16 +25,16 @@ Each activation is a pair of small kernels, ``<name>_forward`` and
 ``<name>_derivative``.  :data:`HIDDEN_ACTIVATIONS` maps the public names to
 integer codes, and the tables :data:`FORWARD` and :data:`DERIVATIVE` map
 codes to kernels: a network holds the addresses of its layers' kernels, and
-the training kernels call them through those (:class:`fastbp._jit.KernelTable`),
+the training kernels call them through those (:class:`fastbp._numba.calls.KernelTable`),
 so only the activations a process uses are ever compiled.
 """
 
 import math
 
 import numpy as np
-from numba.core import types as _numba_types
+from numba import types as _numba_types
 
-from ._jit import KernelTable, array_type, jit
+from ._numba import KernelTable, array_type, jit
 
 IDENTITY = 0
 LOGISTIC = 1

@@ -19,7 +19,7 @@ Three layers, as in stumpy:
   sums them in a fixed order, so the gradient is
   bit-identical for any number of threads.  It takes the float arrays as
   bytes and calls :func:`chunk_loss_grad` by address
-  (:func:`fastbp._jit.call_erased`), so it is compiled once for every dtype,
+  (:func:`fastbp._numba.erased.call_erased`), so it is compiled once for every dtype,
   as :func:`predict_rows` is.
 * :class:`fastbp._network.Network` -- the Python side that owns the layout and
   the scratch buffers.
@@ -43,7 +43,9 @@ from collections import namedtuple
 import numpy as np
 
 from ._activations import DERIVATIVE, FORWARD, GELU
-from ._jit import (
+from ._linalg import NN, NT, PRODUCT, TN
+from ._losses import DELTA, OUTPUT
+from ._numba import (
     ORCHESTRATOR,
     RETURNS_FLOAT,
     RETURNS_NOTHING,
@@ -52,11 +54,10 @@ from ._jit import (
     call_erased,
     call_separately,
     jit,
+    parallel_for,
     smaller,
+    worker_args,
 )
-from ._linalg import NN, NT, PRODUCT, TN
-from ._losses import DELTA, OUTPUT
-from ._parallel import parallel_for, worker_args
 
 #: The training data as the kernels read it.  Dense input is ``X`` (C order)
 #: and ``is_sparse`` is ``None``; sparse CSR input is
@@ -407,7 +408,7 @@ def weight_sum(sample_weight, rows):
 def _chunk(ctx, c):
     """Chunk ``c`` of a batch that :func:`batch_gradients` runs in parallel.
 
-    A worker of :func:`fastbp._parallel.parallel_for`: ``ctx`` holds the
+    A worker of :func:`fastbp._numba.parallel.parallel_for`: ``ctx`` holds the
     batch's arguments; the chunk writes its own loss and gradient buffers.
     """
     data, net, params, rows, work, n_chunks, dropout, entries, itemsize = worker_args(
@@ -431,15 +432,15 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
     Chunk ``c`` is rows ``rows[c n / n_chunks : (c + 1) n / n_chunks]``.
     ``parallel`` is ``None`` for batches of one chunk (run here, directly)
     and ``True`` otherwise (the chunks run in parallel, through
-    :func:`fastbp._parallel.parallel_for`); ``dropout`` a :class:`Dropout` or
+    :func:`fastbp._numba.parallel.parallel_for`); ``dropout`` a :class:`Dropout` or
     ``None`` (no dropout code compiled).  Returns
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
 
-    The float arrays come as bytes (:func:`fastbp._jit.as_bytes`), ``itemsize``
+    The float arrays come as bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize``
     per element: this only splits the batch and calls :func:`chunk_loss_grad`
     and :func:`weight_sum` (compiled for the dtype, their addresses in
     ``entries.chunk`` and ``entries.weight_sum``) through
-    :func:`fastbp._jit.call_erased`, so it is compiled once for every dtype.
+    :func:`fastbp._numba.erased.call_erased`, so it is compiled once for every dtype.
     """
     if parallel is None:
         loss_sum = call_erased(
@@ -472,10 +473,10 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     Python threads, each with its own workspace.
 
     The float arrays (``data.X``, ``data.X_data``, ``params``, ``ws``,
-    ``out``) come as their bytes (:func:`fastbp._jit.as_bytes`), ``itemsize``
+    ``out``) come as their bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize``
     per element: this loop only copies rows, and calls :func:`forward` (at
     ``forward_entry``, compiled for the dtype) and the loss's output kernel
-    through :func:`fastbp._jit.call_erased`, so it is compiled once for
+    through :func:`fastbp._numba.erased.call_erased`, so it is compiled once for
     every dtype.
     """
     L = net.layer_units.shape[0] - 1

@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._jit import ORCHESTRATOR, bundle, call_separately, jit, smaller, unpack
+from ._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller, unpack
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -41,7 +41,7 @@ Entries = bundle(
 )
 
 #: The arrays of one training call that :func:`run_epoch` takes packed
-#: (:func:`fastbp._jit.pack`): the training data, the network, the flat
+#: (:func:`fastbp._numba.bundles.pack`): the training data, the network, the flat
 #: parameters, the chunks' workspace, the parameter blocks, the optimizer,
 #: the finished-gradient scratch, the per-layer gradient norms and the
 #: per-dtype kernels called.  They stay the same from epoch to epoch; what
@@ -81,16 +81,16 @@ def run_epoch(
     The float arrays of the bundle (``data.X``, ``data.X_data``, ``data.Y``,
     ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
     ``opt.state_1``, ``opt.state_2``, ``grad``) are their bytes
-    (:func:`fastbp._jit.as_bytes`) and ``itemsize`` is their dtype's: the loop
+    (:func:`fastbp._numba.erased.as_bytes`) and ``itemsize`` is their dtype's: the loop
     only hands them on, to :func:`fastbp._backprop.batch_gradients` and
     :func:`fastbp._update.finish_and_step` (which do the same, down to the
     per-dtype kernels in ``entries``, called with
-    :func:`fastbp._jit.call_erased`), so it is compiled once for every dtype.
+    :func:`fastbp._numba.erased.call_erased`), so it is compiled once for every dtype.
 
     Parameters
     ----------
     bundle : ndarray of int64
-        An :class:`EpochBundle` packed by :func:`fastbp._jit.pack`:
+        An :class:`EpochBundle` packed by :func:`fastbp._numba.bundles.pack`:
         ``data`` (:class:`fastbp._backprop.Data`), ``net``
         (:class:`fastbp._backprop.Net`), ``params`` (the flat parameter
         vector, updated in place), ``work`` (a
@@ -103,7 +103,7 @@ def run_epoch(
         before clipping) and ``entries`` (:class:`Entries`: the kernels
         called, for the dtype and this configuration).
     bundle_types : numba type
-        The bundle's type, from :func:`fastbp._jit.pack`.
+        The bundle's type, from :func:`fastbp._numba.bundles.pack`.
     order : ndarray of int64
         The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
     batch_size : int

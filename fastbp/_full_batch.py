@@ -16,7 +16,7 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._jit import (
+from ._numba import (
     ORCHESTRATOR,
     RETURNS_NOTHING,
     call_erased,
@@ -71,7 +71,7 @@ def loss_grad(
     reference counting into the first full-batch fit.
 
     As the epoch loop, this takes the float arrays as bytes
-    (:func:`fastbp._jit.as_bytes`, ``itemsize`` per element) and calls the
+    (:func:`fastbp._numba.erased.as_bytes`, ``itemsize`` per element) and calls the
     per-dtype kernels by address: ``entries`` (a
     :class:`fastbp._epoch.Entries` whose ``finish`` pass takes one summed
     gradient row) and ``add_into`` (:func:`_add_into`).  It is compiled once

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from ._jit import kernel_threads
+from ._numba import kernel_threads
 from ._params import ParamLayout
 from ._validation import check_hidden_layer_sizes
 

@@ -20,7 +20,7 @@ Each calls BLAS ``gemm`` directly, through the ``numba_xxgemm`` helper that
 leading dimensions passed as flags and the matrices as addresses: no view,
 reshape, transpose or contiguity check is compiled, which keeps every kernel
 that multiplies matrices small and fast to compile, and the one function
-that calls BLAS (``_gemm``) is compiled once for both dtypes.
+that calls BLAS (``_numba.gemm``) is compiled once for both dtypes.
 
 Where training runs chunks of at most ``SMALL_ROWS`` rows (online learning)
 the products are plain loops instead (:func:`loop_product`): BLAS call
@@ -32,125 +32,15 @@ The choice depends on the batch size only, so results never depend on the
 thread count.
 """
 
-import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
 
-from ._jit import KernelTable, array_type, jit
-
-#: ``numba_xxgemm(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
-#: c, ldc)``: Fortran-order ``c = alpha op(a) op(b) + beta c``; ``kind`` is
-#: ``'d'`` or ``'s'``.  Pointers are untyped so one declaration serves both
-#: dtypes.
-_xxgemm = types.ExternalFunction(
-    "numba_xxgemm",
-    types.intc(
-        types.char,
-        types.char,
-        types.char,
-        types.intp,
-        types.intp,
-        types.intp,
-        types.voidptr,
-        types.voidptr,
-        types.intp,
-        types.voidptr,
-        types.intp,
-        types.voidptr,
-        types.voidptr,
-        types.intp,
-    ),
-)
-
-_N = np.int8(ord("n"))
-_T = np.int8(ord("t"))
-_DOUBLE = np.int8(ord("d"))
-_SINGLE = np.int8(ord("s"))
-#: ``alpha = 1`` and ``beta = 0`` of every product, which BLAS reads through
-#: pointers, as raw bytes: the float64 pair, then the float32 pair at byte 16.
-_ONE_ZERO = np.concatenate(
-    [
-        np.array([1.0, 0.0], dtype=np.float64).view(np.uint8),
-        np.array([1.0, 0.0], dtype=np.float32).view(np.uint8),
-    ]
-)
+from ._numba import KernelTable, array_type, jit
+from ._numba.gemm import NOTRANS, TRANS, address, gemm, gemm_usable
 
 #: Training chunks of at most this many rows multiply with loops
 #: (:func:`loop_product`) rather than BLAS calls.
 SMALL_ROWS = 4
-
-
-@intrinsic
-def _address(typingctx, array, offset):
-    """The address of ``array[offset]``, as an integer (no bounds check)."""
-
-    def codegen(context, builder, signature, llargs):
-        data = context.make_array(signature.args[0])(context, builder, llargs[0]).data
-        return builder.ptrtoint(builder.gep(data, [llargs[1]]), ir.IntType(64))
-
-    return types.int64(array, types.intp), codegen
-
-
-@intrinsic
-def _as_pointer(typingctx, address):
-    """An integer address as a pointer for BLAS."""
-    # Where numba's own np.dot checks for scipy's BLAS: when the caller
-    # compiles.  Imported here, not at import time: numba.np.linalg pulls in
-    # ~60 ms of numba modules that a process loading its kernels from the
-    # cache never needs (numba's gemm helper finds scipy's BLAS itself).
-    from numba.np.linalg import ensure_blas
-
-    ensure_blas()
-
-    def codegen(context, builder, signature, llargs):
-        return builder.inttoptr(llargs[0], context.get_value_type(types.voidptr))
-
-    return types.voidptr(address), codegen
-
-
-@jit(from_python=False)
-def _gemm(itemsize, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
-    """Fortran-order ``c = op(a) @ op(b)`` (beta = 0) at addresses ``a, b, c``.
-
-    ``itemsize`` (8 or 4) picks ``dgemm`` or ``sgemm``.  The matrices are
-    addresses, not arrays, so this is compiled once for every dtype.
-    """
-    kind = _DOUBLE if itemsize == 8 else _SINGLE
-    one = 0 if itemsize == 8 else 16
-    _xxgemm(
-        kind,
-        transa,
-        transb,
-        m,
-        n,
-        k,
-        _ONE_ZERO[one:].ctypes,
-        _as_pointer(a),
-        lda,
-        _as_pointer(b),
-        ldb,
-        _ONE_ZERO[one + itemsize :].ctypes,
-        _as_pointer(c),
-        ldc,
-    )
-
-
-if numba.config.DISABLE_JIT:  # pure Python (coverage runs): numpy stands in
-
-    def _address(array, offset):  # noqa: F811
-        return array, offset
-
-    def _fortran(at, ld, rows, cols):
-        x, x0 = at
-        return x[x0 : x0 + ld * cols].reshape(cols, ld)[:, :rows].T
-
-    def _gemm(itemsize, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):  # noqa: F811
-        """The numpy stand-in for :func:`_gemm` under ``NUMBA_DISABLE_JIT=1``."""
-        op_a = _fortran(a, lda, m, k) if transa == _N else _fortran(a, lda, k, m).T
-        op_b = _fortran(b, ldb, k, n) if transb == _N else _fortran(b, ldb, n, k).T
-        _fortran(c, ldc, m, n)[...] = op_a @ op_b
 
 
 #: ``product``'s ``op``: which of the three products of a layer.
@@ -171,16 +61,16 @@ def product(op, n, p, q, A, a0, B, b0, C, c0):
     three: each compiled function costs a fixed ~0.1 s however small, and
     these are compiled for every dtype.
     """
-    a = _address(A, a0)
-    b = _address(B, b0)
-    c = _address(C, c0)
+    a = address(A, a0)
+    b = address(B, b0)
+    c = address(C, c0)
     # Row-major C = op(A) op(B) is Fortran-order C.T = op(B).T op(A).T.
     if op == NN:
-        _gemm(C.itemsize, _N, _N, q, n, p, b, q, a, p, c, q)
+        gemm(C.itemsize, NOTRANS, NOTRANS, q, n, p, b, q, a, p, c, q)
     elif op == TN:
-        _gemm(C.itemsize, _N, _T, q, p, n, b, q, a, p, c, q)
+        gemm(C.itemsize, NOTRANS, TRANS, q, p, n, b, q, a, p, c, q)
     else:
-        _gemm(C.itemsize, _T, _N, q, n, p, b, p, a, p, c, q)
+        gemm(C.itemsize, TRANS, NOTRANS, q, n, p, b, p, a, p, c, q)
 
 
 @jit(from_python=False)
@@ -227,6 +117,27 @@ def loop_product(op, n, p, q, A, a0, B, b0, C, c0):
                 c[r] = acc
 
 
+@jit(from_python=False, allocates=True)
+def dot_product(op, n, p, q, A, a0, B, b0, C, c0):
+    """:func:`product` through ``np.dot`` on views of the blocks.
+
+    numba's public path to BLAS, compiled once per dtype (``allocates``:
+    numba's ``np.dot(a, b, out)`` returns ``out`` counted).  Used where
+    ``fastbp._numba.gemm``'s internal is not usable.
+    """
+    if op == NN:
+        np.dot(A[a0 : a0 + n * p].reshape((n, p)), B[b0 : b0 + p * q].reshape((p, q)),
+               C[c0 : c0 + n * q].reshape((n, q)))  # fmt: skip
+    elif op == TN:
+        np.dot(A[a0 : a0 + n * p].reshape((n, p)).T,
+               B[b0 : b0 + n * q].reshape((n, q)),
+               C[c0 : c0 + p * q].reshape((p, q)))  # fmt: skip
+    else:
+        np.dot(A[a0 : a0 + n * p].reshape((n, p)),
+               B[b0 : b0 + q * p].reshape((q, p)).T,
+               C[c0 : c0 + n * q].reshape((n, q)))  # fmt: skip
+
+
 #: :data:`PRODUCT` codes.
 BLAS = 0
 LOOPS = 1
@@ -239,8 +150,11 @@ def _product_argtypes(dtype):
     return (int64, int64, int64, int64, vector, int64, vector, int64, vector, int64)
 
 
-#: The products of a layer, by code: ``BLAS`` (:func:`product`) or ``LOOPS``
+#: The products of a layer, by code: ``BLAS`` (:func:`product`, or
+#: :func:`dot_product` without numba's gemm helper) or ``LOOPS``
 #: (:func:`loop_product`).
 PRODUCT = KernelTable(
-    _product_argtypes, types.none, {BLAS: product, LOOPS: loop_product}
+    _product_argtypes,
+    types.none,
+    {BLAS: product if gemm_usable() else dot_product, LOOPS: loop_product},
 )

@@ -35,15 +35,15 @@ function the delta is the gradient of.
 
 Each loss is a pair of kernels, ``<loss>_output`` and ``<loss>_delta``; the
 tables :data:`OUTPUT` and :data:`DELTA` map codes to them, and the training
-kernels call a network's pair by address (:class:`fastbp._jit.KernelTable`).
+kernels call a network's pair by address (:class:`fastbp._numba.calls.KernelTable`).
 """
 
 import math
 
 import numpy as np
-from numba.core import types as _numba_types
+from numba import types as _numba_types
 
-from ._jit import KernelTable, array_type, jit
+from ._numba import KernelTable, array_type, jit
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1

@@ -47,9 +47,9 @@ from . import _full_batch
 from ._activations import activation_codes
 from ._backprop import Dropout
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
-from ._jit import compile_report, kernel_threads
 from ._losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
 from ._network import Network, kernel_input
+from ._numba import compile_report, kernel_threads
 from ._optimizers import STOCHASTIC_SOLVERS, OptimizerState
 from ._params import ParamLayout, glorot_uniform
 from ._update import Optimizer

@@ -30,9 +30,9 @@ from ._backprop import (
     workspace_layout,
 )
 from ._epoch import Entries
-from ._jit import as_bytes, kernel_address, pack
 from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
+from ._numba import as_bytes, kernel_address, pack
 from ._optimizers import N_HYPER
 from ._update import (
     PARALLEL_MIN_PARAMS,
@@ -46,7 +46,7 @@ _FLOAT_FIELDS = frozenset({"X", "X_data", "Y", "sample_weight"})
 
 
 def _data_bytes(data):
-    """``data`` with its float arrays as bytes (:func:`fastbp._jit.as_bytes`)."""
+    """``data`` with its float arrays as bytes (``_numba.erased.as_bytes``)."""
     return data._replace(
         **{name: as_bytes(getattr(data, name)) for name in _FLOAT_FIELDS}
     )
@@ -437,7 +437,7 @@ class EpochRunner:
     """:func:`fastbp._epoch.run_epoch` bound to one training call's arrays.
 
     Made by :meth:`Network.epochs`.  The arrays are packed
-    (:func:`fastbp._jit.pack`) once, here, and the runner holds them for as
+    (:func:`fastbp._numba.bundles.pack`) once, here, and the runner holds them for as
     long as it lives, so that an epoch passes the kernel a handful of
     values.
     """

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ._jit import jit
+from ._numba import jit
 
 SGD = 0
 ADAM = 1

@@ -26,16 +26,17 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from ._jit import (
+from ._numba import (
     ORCHESTRATOR,
     RETURNS_NOTHING,
     bundle,
     call_erased,
     jit,
     kernel_address,
+    parallel_for,
+    worker_args,
 )
 from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
-from ._parallel import parallel_for, worker_args
 
 #: The optimizer's numbers as the kernels see them: its hyperparameters
 #: (``hyper``, indexed by :data:`fastbp._optimizers.LEARNING_RATE` etc.) and
@@ -152,7 +153,7 @@ def update_block_address(switches, blocks, chunk_grads, params, grad, opt):
 def _block(ctx, b):
     """Block ``b`` of :func:`finish_and_step`'s parallel pass.
 
-    A worker of :func:`fastbp._parallel.parallel_for`: ``ctx`` holds the
+    A worker of :func:`fastbp._numba.parallel.parallel_for`: ``ctx`` holds the
     pass's arguments; the block writes its own entries and partial sums.
     """
     (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks, params,
@@ -189,10 +190,10 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
     coefficient gradient and ``(||W||^2, ||grad||^2)`` is returned.
 
     The float arrays (``chunk_grads``, ``params``, ``grad``, ``opt``'s state)
-    come as bytes (:func:`fastbp._jit.as_bytes`), ``itemsize`` per element,
+    come as bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize`` per element,
     and each block is :func:`_update_block` compiled for the dtype and the
     switches (its address ``update``, from :func:`update_block_address`),
-    called through :func:`fastbp._jit.call_erased`: the pass is compiled
+    called through :func:`fastbp._numba.erased.call_erased`: the pass is compiled
     once for every dtype.
     """
     n_blocks = blocks.start.shape[0]

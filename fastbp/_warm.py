@@ -7,8 +7,8 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from ._activations import DERIVATIVE, FORWARD
-from ._jit import counting_compiles
 from ._losses import DELTA, OUTPUT
+from ._numba import counting_compiles
 from ._update import PARALLEL_MIN_PARAMS
 
 #: Rows of the tiny training set: batches of 200 are split into two chunks.

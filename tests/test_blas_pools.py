@@ -19,7 +19,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastbp
-from fastbp import _blas_pools
+from fastbp._numba import blas_pools as _blas_pools
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -28,7 +28,7 @@ _PRELUDE = textwrap.dedent(
     import json, sys, threading, time, warnings
     import numpy as np
     import fastbp
-    from fastbp import _blas_pools
+    from fastbp._numba import blas_pools as _blas_pools
     from sklearn.datasets import load_digits
 
     warnings.simplefilter("ignore")

@@ -2,8 +2,11 @@
 
 * A model unpickled in a new process predicts without compiling anything when
   the cache is warm (estimators hold arrays, never compiled functions).
-* When the package directory is read-only, kernels are cached in numba's
-  user-wide directory instead, and a second process loads them from there.
+* When the package directory is read-only and holds no cache, kernels are
+  cached in numba's user-wide directory instead, and a second process loads
+  them from there.
+* A cache built ahead of time and mounted read-only is loaded from; kernels
+  it lacks compile in memory, with one warning.
 * With no writable location at all, fastbp still imports and works, compiling
   in memory, and says so once.
 * A process compiles or loads only the kernels its fits run.
@@ -27,6 +30,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
+from fastbp._numba import internals
 
 _CHILD = textwrap.dedent(
     """
@@ -35,20 +39,17 @@ _CHILD = textwrap.dedent(
     from numba.core.registry import CPUDispatcher
 
     mode, model_path, X_path = sys.argv[1:4]
-    package = os.path.dirname(importlib.util.find_spec("fastbp").origin)
 
     def read_only(self):
         raise PermissionError(f"{self.get_cache_path()} is read-only (simulated)")
 
     if mode in ("read-only", "nowhere"):
-        in_tree = caching.InTreeCacheLocator.ensure_cache_path
-
-        def in_tree_check(self):
-            if self.get_cache_path().startswith(package):
-                read_only(self)
-            return in_tree(self)
-
-        caching.InTreeCacheLocator.ensure_cache_path = in_tree_check
+        # A read-only package directory that holds no cache (one that does,
+        # built ahead of time, is loaded from: see the read-only mount test).
+        empty = os.path.join(os.path.dirname(model_path), "empty-package-cache")
+        os.makedirs(empty, exist_ok=True)
+        caching.InTreeCacheLocator.get_cache_path = lambda self: empty
+        caching.InTreeCacheLocator.ensure_cache_path = read_only
     if mode == "nowhere":
         caching.UserWideCacheLocator.ensure_cache_path = read_only
 
@@ -60,6 +61,9 @@ _CHILD = textwrap.dedent(
         with open(model_path, "rb") as f:
             model = pickle.load(f)
         proba = model.predict_proba(np.load(X_path))
+        if mode == "fit-too":  # kernels the cache does not hold
+            X = np.load(X_path)
+            fastbp.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(X, X[:, 0])
 
     hits = misses = 0
     paths = set()
@@ -267,6 +271,65 @@ def test_a_kernel_loaded_from_the_cache_still_links_into_new_code(tmp_path):
         np.testing.assert_array_equal(result["relu"], result["expected"])
 
 
+def _read_only_mount_or_skip():
+    """Skip where this process cannot make a read-only bind mount.
+
+    CI sets ``FASTBP_REQUIRE_READ_ONLY_MOUNT=1``: there the test must run.
+    """
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c",
+         'd=$(mktemp -d) && mount --bind "$d" "$d" && '
+         'mount -o remount,ro,bind "$d" && ! touch "$d/x" 2>/dev/null'],
+        capture_output=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        message = f"no read-only bind mount here: {probe.stderr.decode()[-200:]}"
+        if os.environ.get("FASTBP_REQUIRE_READ_ONLY_MOUNT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.skipif(
+    internals.PUBLIC_ONLY, reason="numba's own cache accepts writable directories only"
+)
+@pytest.mark.parametrize("mode", ["default", "fit-too"])
+def test_a_cache_built_ahead_loads_from_a_read_only_mount(mode, fitted, tmp_path):
+    # A cache filled ahead of time (as in a container image), then mounted
+    # read-only: numba accepts only writable directories and would compile
+    # everything again elsewhere; fastbp loads from it, and what it lacks is
+    # compiled in memory with one warning.
+    _read_only_mount_or_skip()
+    cache = tmp_path / "cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    filled = _run_child(_CHILD, env, tmp_path, "default", *map(str, fitted[:2]))
+    assert filled["misses"] > 0 and not filled["warnings"], filled
+    model_path, X_path = fitted[:2]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    mount = (
+        f"mount --bind {cache} {cache} && mount -o remount,ro,bind {cache} && "
+        f"! touch {cache}/probe 2>/dev/null && "
+        f"exec {sys.executable} {script} {mode} {model_path} {X_path}"
+    )
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(loaded["proba"], fitted[2])
+    if mode == "default":
+        assert loaded["misses"] == 0 and loaded["hits"] > 0, loaded
+        assert loaded["paths"] and all(
+            p.startswith(str(cache)) for p in loaded["paths"]
+        )
+        assert not loaded["warnings"], loaded
+    else:
+        assert loaded["misses"] > 0, loaded
+        (warning,) = [w for w in loaded["warnings"] if w.startswith("fastbp:")]
+        assert "could not save" in warning and str(cache) in warning, warning
+
+
 @pytest.mark.slow
 def test_read_only_package_falls_back_to_the_user_cache(fitted, tmp_path):
     user_cache = str(tmp_path / "user-cache")
@@ -432,6 +495,8 @@ def test_a_fit_compiles_only_its_own_activation_and_loss_kernels(tmp_path):
     used = {"tanh_forward", "tanh_derivative", "log_loss_output", "log_loss_delta"}
     assert {name for name, n in compiled.items() if n} == used, compiled
     assert all(compiled[name] == 1 for name in used), compiled  # float64 only
+    if internals.PUBLIC_ONLY:  # numba's cache=True: set up at definition
+        return
     # Only those set their cache up (fastbp's hardened one); the others did
     # not even check their cache directory.
     cached = result["cached"]
@@ -529,7 +594,7 @@ _PRODUCTS_LOADED = textwrap.dedent(
                 hidden_layer_sizes=(4,), max_iter=2, random_state=0, **params
             ).fit(X, y)
             model.predict(X[:1])
-            loaded.append([len(_linalg.product.overloads),
+            loaded.append([len(_linalg.PRODUCT.kernels[_linalg.BLAS].overloads),
                            len(_linalg.loop_product.overloads)])
     print(json.dumps(loaded))
     """

@@ -39,7 +39,7 @@ from fastbp import (  # noqa: E402
     _multilayer_perceptron,
     _warm,
 )
-from fastbp._jit import call_at  # noqa: E402
+from fastbp._numba import call_at  # noqa: E402
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 BACKPROP = DOCS / "backprop.md"
@@ -264,7 +264,7 @@ def _evaluate(expr, **names):
 
 
 # The activation and loss kernels run as the training kernels run them: from
-# compiled code, called at the address a network holds (fastbp._jit.call_at).
+# compiled code, called at the address a network holds (fastbp._numba.call_at).
 _FORWARD = _activations.FORWARD.prototype
 _DERIVATIVE = _activations.DERIVATIVE.prototype
 _OUTPUT = _losses.OUTPUT.prototype

@@ -18,8 +18,8 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
-from fastbp._jit import as_bytes, call_at, call_separately, pack, unpack
 from fastbp._linalg import BLAS, LOOPS, NN, NT, PRODUCT, SMALL_ROWS, TN
+from fastbp._numba import as_bytes, call_at, call_separately, pack, unpack
 from fastbp._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -275,7 +275,7 @@ def test_ctrl_c_stops_within_one_epoch():
 
 def test_verbose_reports_compilation_only_when_it_happens(capsys):
 
-    from fastbp._jit import compile_report
+    from fastbp._numba import compile_report
 
     @numba.njit
     def fresh(x):  # a new function: compiles on its first call
@@ -311,7 +311,7 @@ def test_call_at_checks_types_when_the_caller_compiles():
     from numba.core.errors import TypingError
 
     from fastbp import _activations
-    from fastbp._jit import KernelTable, call_at, kernel_address
+    from fastbp._numba import KernelTable, call_at, kernel_address
 
     if numba.config.DISABLE_JIT:
         pytest.skip("types are only checked when compiling")
@@ -344,7 +344,7 @@ def test_parallel_for_runs_each_index_once_with_the_callers_arguments(flag):
     # repeat), and every field (arrays, a float, a boolean) reads back as the
     # caller passed it, on as many threads as numba has.
 
-    from fastbp._parallel import parallel_for, worker_args
+    from fastbp._numba import parallel_for, worker_args
 
     @numba.njit(no_cpython_wrapper=True)
     def worker(ctx, i):
@@ -372,7 +372,7 @@ def test_call_erased_hands_the_callee_float_arrays_over_the_same_memory(dtype):
     # float arrays: the callee must see the right lengths, shapes and strides
     # (its writes land where numpy expects them), read the same values, get
     # the scalars as passed and return its result.
-    from fastbp._jit import as_bytes, call_erased, kernel_address
+    from fastbp._numba import as_bytes, call_erased, kernel_address
 
     @numba.njit
     def callee(pair, scale, flag):
@@ -407,7 +407,7 @@ def test_call_erased_hands_the_callee_float_arrays_over_the_same_memory(dtype):
     assert shape == 305.0
 
 
-#: A bundle of every kind of value :func:`fastbp._jit.pack` packs.
+#: A bundle of every kind of value :func:`fastbp._numba.pack` packs.
 _Inner = namedtuple("_Inner", ["strided", "flag", "none", "seed"])
 _Bundle = namedtuple("_Bundle", ["vector", "matrix", "inner", "count", "scale"])
 
@@ -474,7 +474,7 @@ def test_bundle_classes_get_numbas_tuple_type_without_a_class_search():
     # numba type class (the search leaves it in their negative caches); a
     # class registered by ``bundle`` gets numba's tuple rule directly: the
     # same type, no search.
-    from fastbp._jit import bundle
+    from fastbp._numba import bundle
 
     fields = ["values", "count", "flag"]
     Plain = namedtuple("Plain", fields)
@@ -497,11 +497,12 @@ def test_every_named_tuple_of_the_kernel_modules_is_registered():
 
     from numba.extending import typeof_impl
 
-    from fastbp import _backprop, _epoch, _jit, _update
+    from fastbp import _backprop, _epoch, _update
+    from fastbp._numba import cache
 
     found = set()
-    for filename in _jit._KERNEL_MODULES:
-        module = importlib.import_module(f"fastbp.{filename[:-3]}")
+    for filename in cache._KERNEL_MODULES:
+        module = importlib.import_module("fastbp." + filename[:-3].replace("/", "."))
         for obj in vars(module).values():
             if (isinstance(obj, type) and issubclass(obj, tuple)
                     and hasattr(obj, "_fields")
@@ -521,16 +522,16 @@ def test_new_networks_reuse_the_kernel_addresses_of_the_process(monkeypatch):
     # depend on the argument types only, so a network of other sizes,
     # trained and predicting with the same types, asks numba for none of
     # them again.
-    from fastbp import _jit
+    from fastbp._numba import calls
 
     X = np.random.RandomState(0).standard_normal((40, 5))
     y = np.arange(40) % 3
     classes = np.arange(3)
     fastbp.MLPClassifier(random_state=0).partial_fit(X, y, classes=classes)
     lookups = []
-    entry_point = _jit._entry_point
+    entry_point = calls._entry_point
     monkeypatch.setattr(
-        _jit, "_entry_point", lambda *args: lookups.append(args) or entry_point(*args)
+        calls, "_entry_point", lambda *args: lookups.append(args) or entry_point(*args)
     )
     model = fastbp.MLPClassifier((7, 4), random_state=1)
     model.partial_fit(X, y, classes=classes)

@@ -29,7 +29,8 @@ from numba.core import cgutils, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
-from ._jit import ORCHESTRATOR, _register, call_pointer, declare_callee, jit
+from .calls import _register, call_pointer, declare_callee
+from .compile import ORCHESTRATOR, jit
 
 #: The worker's signature after its tuple type: the index.
 _INDEX = types.int64

@@ -1,0 +1,76 @@
+"""Everything fastbp asks of numba, llvmlite and OpenBLAS beyond plain ``njit``.
+
+The kernels (``fastbp._activations``, ``_losses``, ``_linalg``, ``_backprop``,
+``_update``, ``_epoch``, ``_full_batch``) are written against this package's
+names only; no other module of fastbp imports ``numba.core``,
+``numba.np.ufunc`` or ``llvmlite``, or reads an underscore attribute of a numba
+object (``tests/test_layout.py`` checks it).
+
+========================  =====================================================
+module                    what it holds
+========================  =====================================================
+:mod:`.compile`           :func:`jit`, the one decorator factory (options,
+                          optimisation level, compile counting)
+:mod:`.cache`             numba's on-disk cache, attached at first compile and
+                          hardened (inter-process lock, package-wide key)
+:mod:`.threads`           numba's thread pool and ``n_jobs``; fastbp's calls
+                          take turns on numba's workqueue layer
+:mod:`.blas_pools`        other OpenBLAS pools kept off the kernels' cores
+:mod:`.calls`             kernels calling kernels: by symbol
+                          (:func:`call_separately`) and by address
+                          (:func:`call_at`, :class:`KernelTable`)
+:mod:`.erased`            float arrays passed as bytes (:func:`call_erased`)
+:mod:`.bundles`           many arrays passed as one int64 array (:func:`pack`)
+:mod:`.parallel`          one compiled parallel launcher (:func:`parallel_for`)
+:mod:`.gemm`              BLAS ``gemm`` at raw addresses
+========================  =====================================================
+"""
+
+from .bundles import pack, unpack
+from .calls import (
+    KernelTable,
+    array_type,
+    bundle,
+    call_at,
+    call_separately,
+    kernel_address,
+)
+from .compile import (
+    FASTMATH,
+    LEAF,
+    ORCHESTRATOR,
+    compile_report,
+    counting_compiles,
+    jit,
+    smaller,
+)
+from .erased import RETURNS_FLOAT, RETURNS_NOTHING, as_bytes, call_erased
+from .parallel import parallel_for, worker_args
+from .threads import kernel_threads, max_threads, resolve_n_jobs
+
+__all__ = [
+    "FASTMATH",
+    "LEAF",
+    "ORCHESTRATOR",
+    "RETURNS_FLOAT",
+    "RETURNS_NOTHING",
+    "KernelTable",
+    "array_type",
+    "as_bytes",
+    "bundle",
+    "call_at",
+    "call_erased",
+    "call_separately",
+    "compile_report",
+    "counting_compiles",
+    "jit",
+    "kernel_address",
+    "kernel_threads",
+    "max_threads",
+    "pack",
+    "parallel_for",
+    "resolve_n_jobs",
+    "smaller",
+    "unpack",
+    "worker_args",
+]

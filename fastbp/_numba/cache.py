@@ -1,0 +1,226 @@
+"""numba's on-disk cache for fastbp's kernels: attached at first compile, hardened.
+
+Internals used (the ``"cache"`` entry of :data:`.internals.INTERNALS`):
+numba's ``FunctionCache``, ``CompileResultCacheImpl`` and its locator
+classes, ``IndexDataCacheFile``, ``Cache._load_overload`` and
+``Dispatcher._cache``.  Without them (or with ``FASTBP_NUMBA_PUBLIC_ONLY=1``),
+a kernel gets numba's own cache, as ``cache=True`` sets it up.
+"""
+
+import hashlib
+import os
+import warnings
+
+from numba.core.caching import (
+    CompileResultCacheImpl,
+    FunctionCache,
+    IndexDataCacheFile,
+    InTreeCacheLocator,
+    UserProvidedCacheLocator,
+)
+from numba.core.runtime import rtsys as _nrt_runtime
+
+from . import internals
+
+try:  # POSIX advisory locks; elsewhere saves are unlocked (numba's default)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+_NUMBA_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(_NUMBA_DIR)
+
+
+def _kernel_modules():
+    """The files whose code can end up in a compiled kernel (derived, never kept).
+
+    Every module of this package (the decorator's options and the calling
+    code it generates), and every module of fastbp that applies the
+    decorator.  Paths relative to the fastbp package.
+    """
+    names = [os.path.join("_numba", name) for name in sorted(os.listdir(_NUMBA_DIR))
+             if name.endswith(".py")]  # fmt: skip
+    for name in sorted(os.listdir(_PACKAGE_DIR)):
+        if name.endswith(".py"):
+            with open(os.path.join(_PACKAGE_DIR, name), encoding="utf-8") as f:
+                if "@jit(" in f.read():
+                    names.append(name)
+    return tuple(names)
+
+
+#: Modules whose compiled code can end up inside another kernel.
+_KERNEL_MODULES = _kernel_modules()
+
+
+def _kernel_source_stamp():
+    digest = hashlib.sha256()
+    for name in _KERNEL_MODULES:
+        with open(os.path.join(_PACKAGE_DIR, name), "rb") as f:
+            digest.update(f.read())
+    return ("fastbp", digest.hexdigest())
+
+
+_SOURCE_STAMP = _kernel_source_stamp()
+
+
+class _LockedIndexDataCacheFile(IndexDataCacheFile):
+    """numba's cache index and data files, saved under an inter-process lock.
+
+    Two processes compiling different signatures at once (GridSearchCV or
+    dask workers, parallel test runs on a cold cache) could both pick the
+    same data file number and leave an index entry pointing at the other's
+    machine code, which crashed the next process that loaded it.  The index
+    is re-read inside the lock.
+    """
+
+    def save(self, key, data):
+        if fcntl is None:  # pragma: no cover
+            return super().save(key, data)
+        lock_path = os.path.join(self._cache_path, self._index_name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return super().save(key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _built_ahead(path):
+    """Whether ``path`` is a directory that already holds cache index files."""
+    try:
+        return any(name.endswith(".nbi") for name in os.listdir(path))
+    except OSError:
+        return False
+
+
+def _fastbp_locator(cls):
+    """Numba's locator class ``cls`` keyed on all kernel modules, read-only too.
+
+    * Its source stamp is :data:`_SOURCE_STAMP`: numba keys a function's cache
+      on its own source file, but a kernel's machine code includes the
+      kernels it calls from other files.
+    * A directory that is not writable but already holds a cache (built
+      ahead of time with :func:`fastbp.warm_cache`, then mounted read-only,
+      as in a container image) is used for loading; numba accepts only
+      writable directories, and recompiled at every start instead.
+    """
+
+    class Locator(cls):
+        def ensure_cache_path(self):
+            try:
+                super().ensure_cache_path()
+            except OSError:
+                if not _built_ahead(self.get_cache_path()):
+                    raise
+
+        def get_source_stamp(self):
+            return _SOURCE_STAMP
+
+    Locator.__name__ = Locator.__qualname__ = "Fastbp" + cls.__name__
+    return Locator
+
+
+class _CacheImpl(CompileResultCacheImpl):
+    _locator_classes = [
+        _fastbp_locator(cls) if cls in (UserProvidedCacheLocator, InTreeCacheLocator)
+        else cls
+        for cls in CompileResultCacheImpl._locator_classes
+    ]  # fmt: skip
+
+
+class _KernelCache(FunctionCache):
+    """numba's per-function cache, hardened for fastbp's kernels.
+
+    * Saves are locked (:class:`_LockedIndexDataCacheFile`).
+    * A save that fails (a read-only or full disk) leaves the kernel compiled
+      in memory, with one warning per process.
+    * Loads skip numba's refresh of every typing and lowering registry
+      (importing a few dozen of its modules), which only a compilation
+      needs: ~0.25 s of a warm process's first fit, and ~27k objects the
+      garbage collector walks until exit.  A kernel compiled without
+      reference counting loads without initialising numba's runtime either
+      (~40 ms).  A kernel that must be compiled still gets the full refresh
+      (numba's compiler does it first).
+    """
+
+    _impl_class = _CacheImpl
+
+    def __init__(self, py_func, nrt):
+        super().__init__(py_func)
+        self._nrt = nrt
+        self._cache_file = _LockedIndexDataCacheFile(
+            cache_path=self._cache_path,
+            filename_base=self._impl.filename_base,
+            source_stamp=_SOURCE_STAMP,
+        )
+
+    def load_overload(self, sig, target_context):
+        if self._nrt:
+            _nrt_runtime.initialize(target_context)
+        return self._load_overload(sig, target_context)
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            _warn_once(
+                "save",
+                f"fastbp: could not save a compiled kernel to numba's cache in "
+                f"{self._cache_path} ({exc}); it stays compiled in this process "
+                "only.",
+            )
+
+
+def _check_cache_internals():
+    """Numba's cache classes still look as :class:`_KernelCache` expects."""
+    return (
+        all(hasattr(FunctionCache, name)
+            for name in ("_impl_class", "_load_overload", "save_overload"))
+        and isinstance(getattr(CompileResultCacheImpl, "_locator_classes", None), list)
+        and {UserProvidedCacheLocator, InTreeCacheLocator}
+        <= set(CompileResultCacheImpl._locator_classes)
+        and all(hasattr(IndexDataCacheFile, name)
+                for name in ("save", "_load_index", "_save_index"))
+        and callable(getattr(_nrt_runtime, "initialize", None))
+    )  # fmt: skip
+
+
+def attach_cache(dispatcher):
+    """Give ``dispatcher`` its on-disk cache (at its first compilation or load).
+
+    numba's ``cache=True`` sets a kernel's cache up when the kernel is
+    defined, for all of fastbp's kernels at import where a fit uses 15.  With
+    numba's cache internals as expected, the cache is a :class:`_KernelCache`;
+    otherwise numba's own.  Where no directory is usable at all, kernels
+    compile in memory, with one warning.
+    """
+    try:
+        if internals.usable("cache", _check_cache_internals):
+            dispatcher._cache = _KernelCache(
+                dispatcher.py_func, dispatcher.targetoptions.get("_nrt", True)
+            )
+        else:
+            dispatcher.enable_caching()
+    except RuntimeError as exc:
+        # numba found no usable cache directory at all (package directory,
+        # user cache and NUMBA_CACHE_DIR): compile in memory.
+        warn_no_cache(exc)
+
+
+_warned = set()
+
+
+def _warn_once(what, message):
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def warn_no_cache(exc):
+    """Say once that kernels compile in every process (no cache directory)."""
+    _warn_once(
+        "no cache",
+        f"fastbp: no writable location for numba's compile cache ({exc}); "
+        "kernels will be compiled in every process. Set NUMBA_CACHE_DIR to "
+        "a writable directory to keep them between processes.",
+    )

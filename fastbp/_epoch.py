@@ -17,7 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
-from ._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller, unpack
+from ._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller
 from ._optimizers import (
     ADAM_LR_T,
     BETA_1,
@@ -40,8 +40,8 @@ Entries = bundle(
     namedtuple("Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"])
 )
 
-#: The arrays of one training call that :func:`run_epoch` takes packed
-#: (:func:`fastbp._numba.bundles.pack`): the training data, the network, the flat
+#: The arrays of one training call that :func:`run_epoch` takes: the
+#: training data, the network, the flat
 #: parameters, the chunks' workspace, the parameter blocks, the optimizer,
 #: the finished-gradient scratch, the per-layer gradient norms and the
 #: per-dtype kernels called.  They stay the same from epoch to epoch; what
@@ -62,7 +62,6 @@ NON_FINITE_LOSS = 1
 @jit(opt=ORCHESTRATOR)
 def run_epoch(
     bundle,
-    bundle_types,
     order,
     batch_size,
     n_chunks,
@@ -89,8 +88,7 @@ def run_epoch(
 
     Parameters
     ----------
-    bundle : ndarray of int64
-        An :class:`EpochBundle` packed by :func:`fastbp._numba.bundles.pack`:
+    bundle : EpochBundle
         ``data`` (:class:`fastbp._backprop.Data`), ``net``
         (:class:`fastbp._backprop.Net`), ``params`` (the flat parameter
         vector, updated in place), ``work`` (a
@@ -102,8 +100,6 @@ def run_epoch(
         the sum over batches of each layer's coefficient-gradient L2 norm,
         before clipping) and ``entries`` (:class:`Entries`: the kernels
         called, for the dtype and this configuration).
-    bundle_types : numba type
-        The bundle's type, from :func:`fastbp._numba.bundles.pack`.
     order : ndarray of int64
         The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
     batch_size : int
@@ -140,9 +136,7 @@ def run_epoch(
         Adam's update counter after the epoch.
 
     """
-    data, net, params, work, blocks, opt, grad, layer_grad_norms, entries = unpack(
-        bundle, bundle_types
-    )
+    data, net, params, work, blocks, opt, grad, layer_grad_norms, entries = bundle
     n = order.shape[0]
     layer_sq = work.layer_sq
     layer_grad_norms[:] = 0.0

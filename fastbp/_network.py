@@ -32,7 +32,7 @@ from ._backprop import (
 from ._epoch import Entries
 from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
-from ._numba import as_bytes, kernel_address, pack
+from ._numba import as_bytes, kernel_address
 from ._optimizers import N_HYPER
 from ._update import (
     PARALLEL_MIN_PARAMS,
@@ -436,10 +436,8 @@ class Network:
 class EpochRunner:
     """:func:`fastbp._epoch.run_epoch` bound to one training call's arrays.
 
-    Made by :meth:`Network.epochs`.  The arrays are packed
-    (:func:`fastbp._numba.bundles.pack`) once, here, and the runner holds them for as
-    long as it lives, so that an epoch passes the kernel a handful of
-    values.
+    Made by :meth:`Network.epochs`.  The bundle of arrays is built once,
+    here, and the runner holds it for as long as it lives.
     """
 
     def __init__(self, network, Xk, Y, sample_weight, batch_size, params,
@@ -466,7 +464,6 @@ class EpochRunner:
             network.blocks, _optimizer_bytes(optimizer), as_bytes(grad),
             layer_grad_norms, entries,
         )  # fmt: skip
-        self._packed = pack(self._bundle)
         self._settings = (
             int(batch_size), n_chunks, adam_on, sgd_on, float(alpha),
             None if max_grad_norm is None else float(max_grad_norm),
@@ -488,7 +485,7 @@ class EpochRunner:
         if dropout is not None:
             dropout = dropout._replace(epoch=np.int64(dropout_epoch))
         return _epoch.run_epoch(
-            *self._packed, order, batch_size, n_chunks, adam_on, sgd_on,
+            self._bundle, order, batch_size, n_chunks, adam_on, sgd_on,
             int(adam_t), alpha, max_grad_norm, parallel_chunks, parallel_blocks,
             dropout, itemsize,
         )  # fmt: skip

@@ -19,7 +19,7 @@ from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
 from fastbp._linalg import BLAS, LOOPS, NN, NT, PRODUCT, SMALL_ROWS, TN
-from fastbp._numba import as_bytes, call_at, call_separately, pack, unpack
+from fastbp._numba import as_bytes, call_at, call_separately
 from fastbp._optimizers import (
     ADAM,
     ADAM_LR_T,
@@ -405,60 +405,6 @@ def test_call_erased_hands_the_callee_float_arrays_over_the_same_memory(dtype):
     np.testing.assert_array_equal(m, expected.astype(dtype))
     assert total == 2.0 * np.arange(7).sum()
     assert shape == 305.0
-
-
-#: A bundle of every kind of value :func:`fastbp._numba.pack` packs.
-_Inner = namedtuple("_Inner", ["strided", "flag", "none", "seed"])
-_Bundle = namedtuple("_Bundle", ["vector", "matrix", "inner", "count", "scale"])
-
-
-@numba.njit
-def _read_bundle(words, types):
-    vector, matrix, inner, count, scale = unpack(words, types)
-    vector[0] = 42.0  # the caller's memory, not a copy
-    total = 0.0
-    for i in range(inner.strided.shape[0]):
-        for j in range(inner.strided.shape[1]):
-            total += inner.strided[i, j] * (i + 1) * (j + 1)
-    return (vector.sum(), matrix.shape[0], matrix.shape[1], matrix[2, 1], total,
-            inner.strided.shape[0], inner.strided.shape[1], inner.flag,
-            inner.none is None, inner.seed, count, scale)  # fmt: skip
-
-
-@pytest.mark.kernel
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_unpack_rebuilds_the_packed_bundle_over_the_same_memory(dtype):
-    # What a kernel unpacks (arrays, also strided views of another dtype,
-    # booleans, None, unsigned and signed integers, floats, nested named
-    # tuples) must read as the numpy values packed, and writes must land in
-    # the caller's arrays.
-    rng = np.random.RandomState(0)
-    vector = rng.standard_normal(5).astype(dtype)
-    matrix = np.arange(12, dtype=np.int64).reshape(4, 3)
-    grid = rng.standard_normal((6, 8))
-    view = grid[1::2, ::3]  # strided, not contiguous
-    seed = np.uint64(2**64 - 3)  # above int64's range
-    bundle = _Bundle(vector, matrix, _Inner(view, True, None, seed), 7, -2.5)
-    expected_sum = float(vector[1:].sum(dtype=np.float64)) + 42.0
-    expected_total = sum(
-        view[i, j] * (i + 1) * (j + 1)
-        for i in range(view.shape[0])
-        for j in range(view.shape[1])
-    )
-    words, types = pack(bundle)
-    got = _read_bundle(words, types)
-    assert vector[0] == 42.0
-    np.testing.assert_allclose(got[0], expected_sum, rtol=1e-6)
-    assert got[1:4] == (4, 3, matrix[2, 1])
-    np.testing.assert_allclose(got[4], expected_total, rtol=1e-13)
-    assert got[5:] == (3, 3, True, True, seed, 7, -2.5)
-
-
-def test_pack_refuses_what_it_cannot_pack():
-    with pytest.raises(TypeError, match="str is not an array or a number"):
-        pack((np.zeros(2), "text"))
-    with pytest.raises(ValueError, match="outside int64"):
-        pack((np.zeros(2), 2**63))
 
 
 def _types_negative_cache():

@@ -20,13 +20,11 @@ module                    what it holds
                           (:func:`call_separately`) and by address
                           (:func:`call_at`, :class:`KernelTable`)
 :mod:`.erased`            float arrays passed as bytes (:func:`call_erased`)
-:mod:`.bundles`           many arrays passed as one int64 array (:func:`pack`)
 :mod:`.parallel`          one compiled parallel launcher (:func:`parallel_for`)
 :mod:`.gemm`              BLAS ``gemm`` at raw addresses
 ========================  =====================================================
 """
 
-from .bundles import pack, unpack
 from .calls import (
     KernelTable,
     array_type,
@@ -67,10 +65,8 @@ __all__ = [
     "kernel_address",
     "kernel_threads",
     "max_threads",
-    "pack",
     "parallel_for",
     "resolve_n_jobs",
     "smaller",
-    "unpack",
     "worker_args",
 ]

@@ -48,8 +48,7 @@ INTERNALS = {
         "CodeLibrary._reload_init, llvmlite.binding.add_symbol, numba's "
         "calling convention and array structs, in intrinsics: kernels calling "
         "kernels by symbol or address (calls.py), parallel_for's one launcher "
-        "(parallel.py), float arrays as bytes (erased.py), packed bundles "
-        "(bundles.py)",
+        "(parallel.py), float arrays as bytes (erased.py)",
         None,  # no public path yet: the plain typed kernels will replace them
     ),
     "blas": (

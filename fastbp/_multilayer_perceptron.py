@@ -247,11 +247,52 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
         ``for_prediction``: the network is a shared one (see :meth:`_network`).
         """
-        layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        coefs, intercepts, dtype = self._checked_weights()
+        layer_units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
         network = self._network(layer_units, shared=for_prediction)
-        dtype = self.coefs_[0].dtype
-        params = network.layout.pack(self.coefs_, self.intercepts_, dtype)
+        params = network.layout.pack(coefs, intercepts, dtype)
         return network, params
+
+    def _checked_weights(self):
+        """``(coefs, intercepts, dtype)`` of the fitted weights, checked.
+
+        ``coefs_`` and ``intercepts_`` may have been set by hand: their shapes
+        must chain from ``n_features_in_`` to ``n_outputs_`` (scikit-learn's
+        products raise ``ValueError`` otherwise; the kernels would read out of
+        bounds).  Weights that are not float32 or float64 (integers,
+        booleans, float16) compute in float64, as numpy's products promote
+        them in scikit-learn.
+        """
+        coefs = [np.asarray(c) for c in self.coefs_]
+        intercepts = [np.asarray(b) for b in self.intercepts_]
+        if not coefs or len(coefs) != len(intercepts):
+            raise ValueError(
+                f"coefs_ and intercepts_ must be lists of the same non-zero "
+                f"length, got {len(coefs)} and {len(intercepts)}."
+            )
+        fan_in = self.n_features_in_
+        for i, (coef, intercept) in enumerate(zip(coefs, intercepts, strict=True)):
+            if coef.ndim != 2 or coef.shape[0] != fan_in:
+                raise ValueError(
+                    f"coefs_[{i}] has shape {coef.shape}; layer {i} takes "
+                    f"{fan_in} inputs, so it must have shape ({fan_in}, n_units)."
+                )
+            fan_in = coef.shape[1]
+            if intercept.shape != (fan_in,):
+                raise ValueError(
+                    f"intercepts_[{i}] has shape {intercept.shape}, but "
+                    f"coefs_[{i}] has {fan_in} columns."
+                )
+        n_outputs = getattr(self, "n_outputs_", fan_in)
+        if fan_in != n_outputs:
+            raise ValueError(
+                f"coefs_[-1] has {fan_in} columns, but the model has "
+                f"n_outputs_={n_outputs}."
+            )
+        dtype = np.result_type(*coefs, *intercepts)
+        if dtype not in (np.float32, np.float64):
+            dtype = np.dtype(np.float64)
+        return coefs, intercepts, dtype
 
     def _init_factors(self, names):
         """Glorot factor per weight layer: 2 for logistic layers, else 6.

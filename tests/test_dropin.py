@@ -806,3 +806,40 @@ def test_class_weight_dict_leaving_classes_out_is_sample_weight(solver, clf_data
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
     else:
         assert_same_model(ours, theirs)
+
+
+# --------------------------------------------------------------------------- #
+# 10. Weights set by hand, then predict: as scikit-learn, never a crash
+# --------------------------------------------------------------------------- #
+_HAND_SET = {
+    "int": lambda c: (c * 3).astype(int),
+    "bool": lambda c: c > 0,
+    "float16": lambda c: c.astype(np.float16),
+    "float32": lambda c: c.astype(np.float32),
+    "more rows": lambda c: np.tile(c, (100000, 1)),
+    "fewer rows": lambda c: c[:-1],
+    "more columns": lambda c: np.tile(c, (1, 3)),
+    "1-d": lambda c: c.ravel(),
+}
+
+
+@pytest.mark.parametrize("change", list(_HAND_SET))
+def test_predict_with_hand_set_coefs_as_sklearn(change, clf_data):
+    X, y = clf_data
+    pair = both("clf", hidden_layer_sizes=(9,), max_iter=5, random_state=0)
+    apply(pair, "fit", X, y)
+    for est in pair:
+        est.coefs_[0] = _HAND_SET[change](est.coefs_[0])
+    ours, theirs = pair
+    try:
+        want = theirs.predict_proba(X)
+    except ValueError:
+        before = [c.copy() for c in ours.coefs_]
+        with pytest.raises(ValueError, match=r"coefs_\[0\]|intercepts_\[0\]"):
+            ours.predict_proba(X)
+        for a, b in zip(ours.coefs_, before, strict=True):  # nothing changed
+            np.testing.assert_array_equal(a, b)
+        return
+    got = ours.predict_proba(X)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -610,3 +610,51 @@ def test_loop_products_are_compiled_only_where_training_runs_small_chunks(tmp_pa
     # count alike).
     loaded = _run_child(_PRODUCTS_LOADED, os.environ, tmp_path)
     assert loaded == [[1, 0], [1, 0], [1, 1]]
+
+
+_DAMAGED = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "Stochastic Optimizer")
+        import fastbp
+        rng = np.random.RandomState(0)
+        X, y = rng.normal(size=(100, 4)), np.arange(100) % 2
+        model = fastbp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3,
+                                     random_state=0).fit(X, y)
+    print(json.dumps({
+        "coefs": model.coefs_[0].tolist(),
+        "warnings": [str(w.message) for w in caught],
+    }))
+    """
+)
+
+
+@pytest.mark.skipif(
+    internals.PUBLIC_ONLY, reason="numba's own cache fails on damaged entries"
+)
+@pytest.mark.parametrize("damage", ["index", "data"])
+def test_a_damaged_cache_entry_is_compiled_again(damage, tmp_path):
+    # A cut data file or a garbled index (a full disk, a killed copy, another
+    # fastbp's index) made every later fit fail in numba's unpickling.
+    cache = tmp_path / "cache"
+    first = _run_with_cache(_DAMAGED, cache, tmp_path)
+    assert not first["warnings"], first
+    suffix = ".nbi" if damage == "index" else ".nbc"
+    files = sorted(p for p in cache.rglob("*" + suffix))
+    assert files
+    for path in files:
+        if damage == "index":
+            path.write_bytes(path.read_bytes()[:20] + b"garbage" * 10)
+        else:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for _ in range(2):  # the damaged entries are replaced by the first
+        again = _run_with_cache(_DAMAGED, cache, tmp_path)
+        np.testing.assert_array_equal(again["coefs"], first["coefs"])
+        if _ == 0:
+            (warning,) = again["warnings"]
+            assert "unreadable" in warning and str(cache) in warning, warning
+        else:
+            assert not again["warnings"], again

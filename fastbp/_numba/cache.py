@@ -64,14 +64,33 @@ _SOURCE_STAMP = _kernel_source_stamp()
 
 
 class _LockedIndexDataCacheFile(IndexDataCacheFile):
-    """numba's cache index and data files, saved under an inter-process lock.
+    """numba's cache index and data files: locked saves, unreadable entries dropped.
 
     Two processes compiling different signatures at once (GridSearchCV or
     dask workers, parallel test runs on a cold cache) could both pick the
     same data file number and leave an index entry pointing at the other's
     machine code, which crashed the next process that loaded it.  The index
     is re-read inside the lock.
+
+    numba unpickles a whole index before it compares its source stamp, so an
+    index written by another fastbp (types that no longer exist) or a
+    damaged file failed every later fit; such an index or data file is read
+    as missing (one warning), and the next save replaces it.
     """
+
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except Exception as exc:  # unreadable: another version's, or damaged
+            _warn_unreadable(self._index_path, exc)
+            return {}
+
+    def load(self, key):
+        try:
+            return super().load(key)
+        except Exception as exc:  # a damaged data file: compile again
+            _warn_unreadable(self._cache_path, exc)
+            return None
 
     def save(self, key, data):
         if fcntl is None:  # pragma: no cover
@@ -214,6 +233,15 @@ def _warn_once(what, message):
     if what not in _warned:
         _warned.add(what)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _warn_unreadable(path, exc):
+    _warn_once(
+        "unreadable",
+        f"fastbp: ignored an unreadable entry of numba's cache in {path} "
+        f"({type(exc).__name__}: {exc}); the kernel is compiled again and the "
+        "entry replaced.",
+    )
 
 
 def warn_no_cache(exc):

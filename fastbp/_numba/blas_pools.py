@@ -50,6 +50,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from . import internals
+
 
 class _DlInfo(ctypes.Structure):
     _fields_ = [
@@ -273,12 +275,21 @@ class _FallbackPools:
 
 
 def _get_pools():
+    """The pools, found once (the ``"openblas"`` entry of ``internals.INTERNALS``).
+
+    OpenBLAS's symbols are used only where the libraries are found and look
+    as expected; any other BLAS, loader or build (and
+    ``FASTBP_NUMBA_PUBLIC_ONLY``) gets threadpoolctl's limits instead.
+    """
     global _pools
     if _pools is None:
-        try:
-            _pools = _Pools()
-        except Exception:  # an unusual loader or BLAS build: as before
+        if internals.forced("openblas"):
             _pools = _FallbackPools()
+        else:
+            try:
+                _pools = _Pools()
+            except Exception:  # an unusual loader or BLAS build
+                _pools = _FallbackPools()
     return _pools
 
 

@@ -56,9 +56,26 @@ INTERNALS = {
         "function for both dtypes: see gemm.py",
         "np.dot on views of the flat buffers",
     ),
+    "openblas": (
+        "OpenBLAS's exported blas_cpu_number, blas_server_avail and "
+        "blas_thread_shutdown_, in the loaded libraries found from "
+        "/proc/self/maps: the kernels' BLAS set to one thread without "
+        "threadpoolctl's scan of every loaded library (~30 ms of each "
+        "process's first fit), and the OpenBLAS workers a user's last product "
+        "left spinning stopped before a kernel runs (a digits fit right after "
+        "a 300x300 product ran its first ~0.1 s at 7.0 instead of 3.0 "
+        "ms/epoch): see blas_pools.py",
+        "threadpoolctl limits every BLAS library to one thread during kernel "
+        "calls; no pool is stopped",
+    ),
 }
 
 _usable = {}
+
+
+def forced(name):
+    """Whether ``FASTBP_NUMBA_PUBLIC_ONLY`` forces the public path of ``name``."""
+    return PUBLIC_ONLY or name in _PUBLIC
 
 
 def usable(name, check):
@@ -72,7 +89,7 @@ def usable(name, check):
     ok = _usable.get(name)
     if ok is None:
         ok = False
-        if not (PUBLIC_ONLY or name in _PUBLIC):
+        if not forced(name):
             try:
                 ok = bool(check())
             except Exception:  # an internal that changed shape: public path

@@ -28,10 +28,13 @@ from . import internals
 def _check_linking_internals():
     """The numba internals this module and its users generate code with exist."""
     from numba.core.base import BaseContext
-    from numba.core.codegen import CodeLibrary
+    from numba.core.codegen import JITCodeLibrary
 
+    inits = [vars(cls)["__init__"] for cls in JITCodeLibrary.__mro__
+             if "__init__" in vars(cls)]  # fmt: skip
     return (
-        "_reload_init" in CodeLibrary.__init__.__code__.co_names
+        # set by CodeLibrary (numba >= 0.64) or CPUCodeLibrary (0.63)
+        any("_reload_init" in init.__code__.co_names for init in inits)
         and callable(getattr(_llvm, "add_symbol", None))
         and all(hasattr(BaseContext, name)
                 for name in ("call_internal", "declare_function", "make_array",

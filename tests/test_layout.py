@@ -10,6 +10,7 @@ checks to fail in child processes.
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -89,9 +90,13 @@ def test_the_layout_check_finds_what_it_looks_for():
 
 
 def test_every_internal_says_what_it_buys_and_what_replaces_it():
-    for name, (what, instead) in internals.INTERNALS.items():
-        assert len(what) > 40, name
-        assert instead is None or len(instead) > 20, name
+    for name, internal in internals.INTERNALS.items():
+        assert internal.uses.endswith(".py)"), name  # where it is used
+        assert re.search(r"\d+(\.\d+)? m?s\b", internal.buys), name  # measured
+        assert internal.instead is None or len(internal.instead) > 20, name
+    assert [n for n, i in internals.INTERNALS.items() if i.instead is None] == [
+        "linking"
+    ]
 
 
 _BROKEN = textwrap.dedent(

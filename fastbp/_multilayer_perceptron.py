@@ -300,9 +300,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         scikit-learn uses one factor from its single activation for every
         layer, output included; with one activation per layer, each hidden
         layer uses its own and the output layer that of the last hidden layer.
+        With no hidden layer, the output layer's is that of ``activation``, as
+        in scikit-learn.
         """
         per_hidden = [2.0 if name == "logistic" else 6.0 for name in names]
-        return per_hidden + [per_hidden[-1] if per_hidden else 6.0]
+        if not per_hidden:
+            return [2.0 if self.activation == "logistic" else 6.0]
+        return per_hidden + [per_hidden[-1]]
 
     # ------------------------------------------------------------------ #
     # Fitting: validate, initialise or continue, train, commit.

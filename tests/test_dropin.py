@@ -843,3 +843,16 @@ def test_predict_with_hand_set_coefs_as_sklearn(change, clf_data):
     got = ours.predict_proba(X)
     assert got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- #
+# 11. No hidden layer: the initialisation follows ``activation`` as scikit-learn's
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_no_hidden_layer_as_sklearn(kind, activation, clf_data, reg_data):
+    X, y = data_for(kind, clf_data, reg_data)
+    pair = both(kind, hidden_layer_sizes=(), activation=activation, max_iter=5,
+                random_state=0)  # fmt: skip
+    apply(pair, "fit", X, y)
+    assert_same_model(*pair)

@@ -45,14 +45,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _full_batch
 from ._activations import activation_codes
-from ._backprop import Dropout
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
 from ._losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
 from ._network import Network, kernel_input
 from ._numba import compile_report, kernel_threads
 from ._optimizers import STOCHASTIC_SOLVERS, OptimizerState
 from ._params import ParamLayout, glorot_uniform
-from ._update import Optimizer
 from ._validation import (
     FULL_BATCH_SOLVERS,
     PARAMETER_CONSTRAINTS,
@@ -60,8 +58,10 @@ from ._validation import (
     check_dropout,
     check_hidden_layer_sizes,
     check_layer_shapes,
+    check_parameter_count,
     check_poisson_target,
     check_sample_weight,
+    check_sparse_structure,
     check_weight_sum,
     resolve_activations,
 )
@@ -431,6 +431,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1], *hidden_layer_sizes, y.shape[1]]
+        check_parameter_count(layer_units)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -460,8 +461,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     # Drawn after the split and before the shuffles; a model
                     # without dropout draws nothing (scikit-learn's draws).
                     seed = self._random_state.randint(np.iinfo(np.int32).max)
-                    rates = np.array([0.0, *dropout_rates, 0.0])
-                    dropout = Dropout(rates, np.uint64(seed), np.int64(0))
+                    dropout = ([0.0, *dropout_rates, 0.0], seed)
                 params = self._run_epochs(
                     data, params, network, first_pass, incremental, hooks, dropout
                 )
@@ -597,7 +597,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     def _run_epochs(
         self, data, params, network, first_pass, incremental, hooks, dropout=None
     ):
-        """scikit-learn's epoch loop, one compiled call per epoch."""
+        """scikit-learn's epoch loop, one compiled call per epoch.
+
+        ``dropout`` is ``(rates of every layer, mask seed)`` or ``None``.
+        """
         layout, opt = network.layout, self._optimizer
         n_samples = data.X.shape[0]
         sample_idx = np.arange(n_samples, dtype=np.int64)
@@ -615,11 +618,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         # being trained until a better validation score is found.
         best_params = params.copy() if first_pass else params
         self.n_iter_ = 0  # every call counts its own epochs (t_ goes on)
+        rates, seed = dropout if dropout is not None else (None, 0)
         epochs = network.epochs(
             data.Xk, data.Y, data.sample_weight, data.batch_size, params,
-            Optimizer(opt.kernel_hyper(), opt.state_1, opt.state_2),
-            opt.solver == "adam", self.alpha, self.max_grad_norm, grad, norms,
-            dropout,
+            opt.kernel_hyper(), opt.state_1, opt.state_2, opt.solver == "adam",
+            self.alpha, self.max_grad_norm, grad, norms, rates, seed,
         )  # fmt: skip
         try:
             for _ in range(self.max_iter):
@@ -813,6 +816,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 reset=False,
                 dtype="numeric",
             )
+            check_sparse_structure(X)
         network, params = self._fitted_network(for_prediction=True)
         return self._predict_params(X, network, params)
 
@@ -880,6 +884,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype=(np.float64, np.float32),
             reset=False,
         )
+        check_sparse_structure(X_val, "X_val")
         y_val = self._check_y_val(y_val, y)
         check_consistent_length(X_val, y_val)
         if X_val.shape[0] < 1:
@@ -959,6 +964,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype=(np.float64, np.float32),
             reset=False,
         )
+        check_sparse_structure(X)
         network, params = self._fitted_network()
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, params.dtype)
@@ -1241,6 +1247,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             dtype=(np.float64, np.float32),
             reset=reset,
         )
+        check_sparse_structure(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
 
@@ -1670,6 +1677,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             dtype=(np.float64, np.float32),
             reset=reset,
         )
+        check_sparse_structure(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

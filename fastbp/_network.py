@@ -20,6 +20,7 @@ from . import _epoch, _full_batch
 from ._activations import DERIVATIVE, FORWARD
 from ._backprop import (
     Data,
+    Dropout,
     Net,
     Workspace,
     chunk_loss_grad,
@@ -257,17 +258,24 @@ class Network:
             self._scratch[key] = (work, n_chunks)
         return self._scratch[key]
 
-    def epochs(self, Xk, Y, sample_weight, batch_size, params, optimizer, adam,
-               alpha, max_grad_norm, grad, layer_grad_norms, dropout=None):  # fmt: skip
+    def epochs(self, Xk, Y, sample_weight, batch_size, params, hyper, state_1,
+               state_2, adam, alpha, max_grad_norm, grad, layer_grad_norms,
+               dropout_rates=None, dropout_seed=0):  # fmt: skip
         """An :class:`EpochRunner`: the epoch kernel bound to a training call's arrays.
 
-        ``Xk`` is the tuple from :func:`kernel_input`, ``optimizer`` an
-        :class:`fastbp._update.Optimizer` (its ``hyper`` array is the
-        runner's: see :meth:`EpochRunner.run`), ``adam`` whether it is Adam's
-        (else SGD's), ``max_grad_norm`` a float or ``None`` (no clipping),
-        ``dropout`` a :class:`fastbp._backprop.Dropout` (its ``epoch`` is set
-        by every run) or ``None``.  The arrays are trained in place.
+        ``Xk`` is the tuple from :func:`kernel_input`; ``hyper``, ``state_1``
+        and ``state_2`` are the optimizer's hyperparameters and state
+        (``hyper`` is the runner's: see :meth:`EpochRunner.run`); ``adam``
+        whether it is Adam's (else SGD's); ``max_grad_norm`` a float or
+        ``None`` (no clipping); ``dropout_rates`` the rate of every layer
+        (input and output 0) with ``dropout_seed`` its mask seed, or ``None``.
+        The arrays are trained in place.
         """
+        optimizer = Optimizer(hyper, state_1, state_2)
+        dropout = None
+        if dropout_rates is not None:
+            rates = np.ascontiguousarray(dropout_rates, dtype=np.float64)
+            dropout = Dropout(rates, np.uint64(dropout_seed), np.int64(0))
         return EpochRunner(self, Xk, Y, sample_weight, batch_size, params, optimizer,
                            adam, alpha, max_grad_norm, grad, layer_grad_norms,
                            dropout)  # fmt: skip

@@ -9,6 +9,7 @@ scikit-learn is lax (negative sample weights, negative Poisson targets).
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
@@ -68,8 +69,14 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
             raise TypeError(
                 f"hidden_layer_sizes must contain integers, got {hidden_layer_sizes!r}."
             )
-    if np.any(np.array(hidden_layer_sizes) <= 0):
+    if any(size <= 0 for size in hidden_layer_sizes):
         raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+    if any(size > np.iinfo(np.intp).max for size in hidden_layer_sizes):
+        # numpy's (and so scikit-learn's) error for such an array
+        raise ValueError(
+            "Maximum allowed dimension exceeded: hidden_layer_sizes="
+            f"{hidden_layer_sizes!r}."
+        )
     return [int(s) for s in hidden_layer_sizes]
 
 
@@ -176,6 +183,23 @@ def check_poisson_target(y):
         )
 
 
+def check_parameter_count(layer_units):
+    """Raise numpy's ``ValueError`` where the float64 parameters cannot exist.
+
+    The count is computed in Python integers: in int64 it can wrap around to
+    a negative size ("negative dimensions are not allowed").
+    """
+    n_params = sum(
+        fan_in * fan_out + fan_out
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:], strict=True)
+    )
+    if n_params * 8 > np.iinfo(np.intp).max:
+        raise ValueError(
+            "array is too big; `arr.size * arr.dtype.itemsize` is larger than "
+            "the maximum possible size."
+        )
+
+
 def check_layer_shapes(coefs, intercepts, layer_units):
     """Check that existing parameters fit ``layer_units`` (warm start)."""
     expected = list(zip(layer_units[:-1], layer_units[1:], strict=True))
@@ -189,3 +213,41 @@ def check_layer_shapes(coefs, intercepts, layer_units):
             "warm_start and partial_fit cannot change hidden_layer_sizes, the "
             "number of features or the number of outputs."
         )
+
+
+def check_sparse_structure(X, name="X"):
+    """Raise ``ValueError`` unless a CSR/CSC matrix's index arrays are sound.
+
+    scipy accepts a matrix built from arrays it never checked: a column
+    index out of range would make the kernels read another row's weights,
+    and a decreasing ``indptr`` fails deep in scipy's conversion.  Checked
+    without copying or modifying the user's matrix (``check_format`` may
+    prune it in place).  Returns ``X``.
+    """
+    if not sp.issparse(X) or X.format not in ("csr", "csc"):
+        return X
+    n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
+    indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+    if indptr.ndim != 1 or indptr.shape[0] != n_major + 1:
+        raise ValueError(
+            f"{name} is a malformed {X.format} matrix: indptr has "
+            f"{indptr.shape[0]} entries for a major axis of {n_major}."
+        )
+    if indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise ValueError(
+            f"{name} is a malformed {X.format} matrix: indptr must start at 0 "
+            "and never decrease."
+        )
+    nnz = int(indptr[-1])
+    if nnz > indices.shape[0] or nnz > np.asarray(X.data).shape[0]:
+        raise ValueError(
+            f"{name} is a malformed {X.format} matrix: indptr ends at {nnz}, "
+            f"beyond its {min(indices.shape[0], X.data.shape[0])} stored values."
+        )
+    used = indices[:nnz]
+    if nnz and (used.min() < 0 or used.max() >= n_minor):
+        raise ValueError(
+            f"{name} is a malformed {X.format} matrix: its indices must lie in "
+            f"[0, {n_minor})."
+        )
+    return X

@@ -856,3 +856,11 @@ def test_no_hidden_layer_as_sklearn(kind, activation, clf_data, reg_data):
                 random_state=0)  # fmt: skip
     apply(pair, "fit", X, y)
     assert_same_model(*pair)
+
+
+@pytest.mark.parametrize("size", [2**63, 2**60])
+def test_impossible_hidden_layer_sizes_raise_sklearns_value_error(size, clf_data):
+    X, y = clf_data
+    pair = both("clf", hidden_layer_sizes=(size,), max_iter=1)
+    got, want = apply(pair, "fit", X, y)  # both fail alike
+    assert isinstance(want, ValueError), want

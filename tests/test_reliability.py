@@ -21,6 +21,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.exceptions import (
     ConvergenceWarning,
     DataConversionWarning,
@@ -1151,3 +1152,50 @@ def test_fuzz_sparse_matches_dense(data, kind, fmt, index_dtype, unsorted, dupli
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+# --------------------------------------------------------------------------- #
+# Malformed sparse input is refused before any kernel reads it
+# --------------------------------------------------------------------------- #
+def _malformed(kind):
+    X = sp.random(60, 4, density=0.5, format="csr", random_state=0)
+    if kind == "column out of range":
+        X.indices[0] = 7
+    elif kind == "negative index":
+        X.indices[3] = -1
+    elif kind == "decreasing indptr":
+        X.indptr[2], X.indptr[3] = X.indptr[3], X.indptr[2]
+    elif kind == "indptr past the data":
+        X.indptr[-1] += 5
+    elif kind == "csc row out of range":
+        X = X.tocsc()
+        X.indices[1] = 99
+    return X
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["column out of range", "negative index", "decreasing indptr",
+     "indptr past the data", "csc row out of range"],
+)  # fmt: skip
+def test_malformed_sparse_input_is_refused_and_the_model_kept(kind):
+    X = sp.random(60, 4, density=0.5, format="csr", random_state=0)
+    y = np.arange(60) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastbp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=3,
+                                     random_state=0)  # fmt: skip
+        model.fit(X, y)
+    before = [c.copy() for c in model.coefs_]
+    bad = _malformed(kind)
+    for call in (
+        lambda: model.predict(bad),
+        lambda: model.partial_fit(bad, y),
+        lambda: model.score(bad, y),
+        lambda: model.loss_and_gradients(bad, y),
+        lambda: clone(model).fit(X, y, X_val=bad, y_val=y),
+    ):
+        with pytest.raises(ValueError, match="malformed"):
+            call()
+    for a, b in zip(model.coefs_, before, strict=True):
+        np.testing.assert_array_equal(a, b)

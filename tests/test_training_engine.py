@@ -132,10 +132,9 @@ def test_adam_step_size_is_scikit_learns_to_the_bit():
     hyper = np.zeros(N_HYPER)
     hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2] = 0.001, 0.9, 0.999
     hyper[EPSILON] = 1e-8
-    opt = Optimizer(hyper, np.zeros_like(params), np.zeros_like(params))
     epochs = network.epochs(
-        kernel_input(X, np.float64), Y, sw, 8, params, opt, True, 0.0, None,
-        np.empty_like(params), np.empty(2),
+        kernel_input(X, np.float64), Y, sw, 8, params, hyper, np.zeros_like(params),
+        np.zeros_like(params), True, 0.0, None, np.empty_like(params), np.empty(2),
     )  # fmt: skip
     for t in range(1, 201):
         oracle._get_updates([np.zeros(1)])  # scikit-learn's update t

@@ -15,7 +15,7 @@ names takes theirs only.
 
 import os
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numba
 
@@ -30,7 +30,8 @@ _PUBLIC = (
 )
 
 
-class Internal(NamedTuple):
+@dataclass(frozen=True)
+class Internal:
     """One internal: what it touches, what it buys (measured), the public path."""
 
     uses: str

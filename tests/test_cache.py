@@ -22,6 +22,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -31,6 +32,11 @@ from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
 from fastbp._numba import internals
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 _CHILD = textwrap.dedent(
     """
@@ -658,3 +664,78 @@ def test_a_damaged_cache_entry_is_compiled_again(damage, tmp_path):
             assert "unreadable" in warning and str(cache) in warning, warning
         else:
             assert not again["warnings"], again
+
+
+_WAITS_FOR_LOCK = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import numpy as np
+    warnings.simplefilter("always")  # to stderr, as they happen
+    warnings.filterwarnings("ignore", "Stochastic Optimizer")
+    from fastbp._numba import cache
+    cache.LOCK_PATIENCE = 0.2
+    import fastbp
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(100, 4)), np.arange(100) % 2
+    dtype = np.float32 if sys.argv[1] == "float32" else np.float64
+    model = fastbp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3,
+                                 random_state=0).fit(X.astype(dtype), y)
+    print(json.dumps({"coefs": model.coefs_[0].astype(float).tolist()}))
+    """
+)
+
+
+@pytest.mark.skipif(
+    internals.PUBLIC_ONLY or fcntl is None, reason="fastbp's locked cache saves"
+)
+def test_a_cache_lock_held_long_is_reported_once(tmp_path):
+    # Another process holding the cache's lock (stopped, hung, a slow shared
+    # file system) made a fit wait silently.
+    cache = tmp_path / "cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    first = subprocess.run([sys.executable, "-c", _WAITS_FOR_LOCK, "float64"],
+                           capture_output=True, text=True, env=env)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    held = [open(path, "a+") for path in cache.rglob("*.lock")]  # noqa: SIM115
+    assert held
+    released = threading.Lock()
+
+    def release():
+        if released.acquire(blocking=False):
+            for lock in held:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # Without the report the child would wait for ever: release at the latest
+    # after two minutes, and fail on the missing warning.
+    safety = threading.Timer(120, release)
+    safety.start()
+    try:
+        for lock in held:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.truncate(0)
+            lock.write(str(os.getpid()))
+            lock.flush()
+        # float32: new signatures of the same kernels, saved to the same index
+        child = subprocess.Popen(
+            [sys.executable, "-c", _WAITS_FOR_LOCK, "float32"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        stderr = []
+        for line in child.stderr:  # the child waits until the locks go
+            stderr.append(line)
+            if "waiting for numba's cache lock" in line:
+                break
+    finally:
+        release()
+        safety.cancel()
+    out, rest = child.communicate(timeout=600)
+    for lock in held:
+        lock.close()
+    stderr.append(rest)
+    assert child.returncode == 0, "".join(stderr)[-3000:]
+    warned = [line for line in "".join(stderr).splitlines() if "cache lock" in line]
+    assert len(warned) == 1, warned  # once per process
+    assert f"by process {os.getpid()}" in warned[0] and str(cache) in warned[0]
+    assert json.loads(out.strip().splitlines()[-1])["coefs"]

@@ -9,6 +9,7 @@ a kernel gets numba's own cache, as ``cache=True`` sets it up.
 
 import hashlib
 import os
+import time
 import warnings
 
 from numba.core.caching import (
@@ -96,12 +97,47 @@ class _LockedIndexDataCacheFile(IndexDataCacheFile):
         if fcntl is None:  # pragma: no cover
             return super().save(key, data)
         lock_path = os.path.join(self._cache_path, self._index_name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(lock_path, "a+") as lock:
+            _lock_patiently(lock, lock_path)
             try:
+                # Who holds it, for a process that waits (see _lock_patiently).
+                lock.truncate(0)
+                lock.write(str(os.getpid()))
+                lock.flush()
                 return super().save(key, data)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+#: Seconds a save waits for another process's cache lock before saying so.
+LOCK_PATIENCE = 10.0
+
+
+def _lock_patiently(lock, lock_path):
+    """Take ``lock`` exclusively; say once if another process holds it long.
+
+    A save holds the lock for milliseconds; one held for longer than
+    :data:`LOCK_PATIENCE` seconds (a stopped or hung process, a slow network
+    file system) would otherwise make a fit wait silently.
+    """
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    lock.seek(0)
+    holder = lock.read().strip() or "unknown"
+    _warn_once(
+        "lock",
+        f"fastbp: waiting for numba's cache lock {lock_path}, held for more than "
+        f"{LOCK_PATIENCE:g} s by process {holder}; the fit goes on once it is "
+        "released (end that process, or point NUMBA_CACHE_DIR elsewhere).",
+    )
+    fcntl.flock(lock, fcntl.LOCK_EX)
 
 
 def _built_ahead(path):

@@ -85,7 +85,7 @@ ax_time.set(
 ax_time.set_xscale("log")
 for ax in (ax_epoch, ax_time):
     ax.grid(alpha=0.3)
-ax_epoch.legend()
+_ = ax_epoch.legend()
 
 # %%
 # With the same learning rate, online learning takes 1797 steps per epoch and

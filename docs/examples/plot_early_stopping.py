@@ -75,4 +75,4 @@ ax.plot(
 ax.axvline(stopped.n_iter_, color="k", linestyle=":", label="early stop")
 ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss_curve_")
 ax.grid(alpha=0.3)
-ax.legend()
+_ = ax.legend()

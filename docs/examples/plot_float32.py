@@ -80,7 +80,7 @@ bars = ax_time.bar(
 )
 ax_time.bar_label(bars, [f"accuracy {results[n]['accuracy']:.3f}" for n in names])
 ax_time.set(
-    ylabel="ms per epoch (best of 3, this machine)",
+    ylabel="ms per epoch (best of 5, this machine)",
     title="time per epoch, 2 x 256 hidden units",
 )
 ax_time.margins(y=0.15)
@@ -88,7 +88,7 @@ for name in names:
     ax_loss.semilogy(np.arange(1, EPOCHS + 1), results[name]["loss"], label=name)
 ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss_curve_")
 ax_loss.grid(alpha=0.3)
-ax_loss.legend()
+_ = ax_loss.legend()
 
 # %%
 # The two loss curves lie on top of each other: float32's rounding (about

@@ -17,10 +17,7 @@ Three layers, as in stumpy:
   and the chunks run in parallel or, for a batch of one chunk, directly.
   Each chunk writes its own buffer; the update layer (:mod:`fastbp._update`)
   sums them in a fixed order, so the gradient is
-  bit-identical for any number of threads.  It takes the float arrays as
-  bytes and calls :func:`chunk_loss_grad` by address
-  (:func:`fastbp._numba.erased.call_erased`), so it is compiled once for every dtype,
-  as :func:`predict_rows` is.
+  bit-identical for any number of threads.
 * :class:`fastbp._network.Network` -- the Python side that owns the layout and
   the scratch buffers.
 
@@ -47,11 +44,8 @@ from ._linalg import NN, NT, PRODUCT, TN
 from ._losses import DELTA, OUTPUT
 from ._numba import (
     ORCHESTRATOR,
-    RETURNS_FLOAT,
-    RETURNS_NOTHING,
     bundle,
     call_at,
-    call_erased,
     call_separately,
     jit,
     parallel_for,
@@ -411,22 +405,19 @@ def _chunk(ctx, c):
     A worker of :func:`fastbp._numba.parallel.parallel_for`: ``ctx`` holds the
     batch's arguments; the chunk writes its own loss and gradient buffers.
     """
-    data, net, params, rows, work, n_chunks, dropout, entries, itemsize = worker_args(
-        ctx
-    )
+    data, net, params, rows, work, n_chunks, dropout = worker_args(ctx)
     n = rows.shape[0]
     lo = c * n // n_chunks
     hi = (c + 1) * n // n_chunks
-    work.chunk_losses[c] = call_erased(
-        entries.chunk, itemsize, RETURNS_FLOAT,
+    work.chunk_losses[c] = call_separately(
+        chunk_loss_grad,
         (data, net, params, rows[lo:hi], work.ws[c], work.a_off, work.z_off,
          work.d_off, work.chunk_grads[c], data.is_sparse, dropout),
     )  # fmt: skip
 
 
 @jit(opt=ORCHESTRATOR, from_python=False)
-def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
-                    entries, itemsize):  # fmt: skip
+def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     """Per-chunk unnormalised gradients of a batch, in ``work.chunk_grads[:n_chunks]``.
 
     Chunk ``c`` is rows ``rows[c n / n_chunks : (c + 1) n / n_chunks]``.
@@ -435,35 +426,25 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout,
     :func:`fastbp._numba.parallel.parallel_for`); ``dropout`` a :class:`Dropout` or
     ``None`` (no dropout code compiled).  Returns
     ``(sum_i w_i loss_i, sum_i w_i)`` over the batch, summed in chunk order.
-
-    The float arrays come as bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize``
-    per element: this only splits the batch and calls :func:`chunk_loss_grad`
-    and :func:`weight_sum` (compiled for the dtype, their addresses in
-    ``entries.chunk`` and ``entries.weight_sum``) through
-    :func:`fastbp._numba.erased.call_erased`, so it is compiled once for every dtype.
     """
     if parallel is None:
-        loss_sum = call_erased(
-            entries.chunk, itemsize, RETURNS_FLOAT,
+        loss_sum = call_separately(
+            chunk_loss_grad,
             (data, net, params, rows, work.ws[0], work.a_off, work.z_off,
              work.d_off, work.chunk_grads[0], data.is_sparse, dropout),
         )  # fmt: skip
     else:
-        args = (data, net, params, rows, work, np.int64(n_chunks), dropout, entries,
-                itemsize)  # fmt: skip
+        args = (data, net, params, rows, work, np.int64(n_chunks), dropout)
         parallel_for(_chunk, args, n_chunks)
         loss_sum = 0.0
         for c in range(n_chunks):  # fixed order: thread-count independent
             loss_sum += work.chunk_losses[c]
-    sw_sum = call_erased(
-        entries.weight_sum, itemsize, RETURNS_FLOAT, (data.sample_weight, rows)
-    )
+    sw_sum = call_separately(weight_sum, (data.sample_weight, rows))
     return loss_sum, sw_sum
 
 
 @jit(opt=ORCHESTRATOR)
-def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out,
-                 forward_entry, itemsize):  # fmt: skip
+def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out):
     """Predictions ``y_hat`` (after the output activation) of rows ``lo:hi``.
 
     Rows are processed in blocks of ``block_rows`` starting at ``lo`` (the
@@ -471,31 +452,20 @@ def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
     ``arange(n_rows)``, sliced to name each block's rows.
     Single-threaded and free of the GIL: callers split large inputs over
     Python threads, each with its own workspace.
-
-    The float arrays (``data.X``, ``data.X_data``, ``params``, ``ws``,
-    ``out``) come as their bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize``
-    per element: this loop only copies rows, and calls :func:`forward` (at
-    ``forward_entry``, compiled for the dtype) and the loss's output kernel
-    through :func:`fastbp._numba.erased.call_erased`, so it is compiled once for
-    every dtype.
     """
     L = net.layer_units.shape[0] - 1
     n_out = net.layer_units[L]
-    row_bytes = n_out * itemsize
-    z0 = a_off[L] * itemsize
+    z0 = a_off[L]
     for start in range(lo, hi, block_rows):
         rows = index[start : smaller(start + block_rows, hi)]
         n = rows.shape[0]
-        call_erased(
-            forward_entry,
-            itemsize,
-            RETURNS_NOTHING,
-            (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None),
+        call_separately(
+            forward, (data, net, params, rows, ws, a_off, z_off, data.is_sparse, None)
         )
-        z = ws[z0 : z0 + n * row_bytes]
-        call_erased(net.loss_output, itemsize, RETURNS_NOTHING, (z, n_out))
+        z = ws[z0 : z0 + n * n_out]
+        call_at(net.loss_output, _OUTPUT_CALL, (z, n_out))
         for i in range(n):
             o = out[start + i]
-            zi = z[i * row_bytes : (i + 1) * row_bytes]
-            for j in range(row_bytes):
+            zi = z[i * n_out : (i + 1) * n_out]
+            for j in range(n_out):
                 o[j] = zi[j]

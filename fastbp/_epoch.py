@@ -27,30 +27,16 @@ from ._optimizers import (
 )
 from ._update import finish_and_step, inverse_weight_sum
 
-#: The addresses of the per-dtype kernels an epoch calls, compiled (or
-#: loaded) by :class:`fastbp._network.Network` for the fit's dtype and
-#: configuration: ``chunk`` (:func:`fastbp._backprop.chunk_loss_grad`),
-#: ``weight_sum`` (:func:`fastbp._backprop.weight_sum`) and the update block
-#: (:func:`fastbp._update._update_block`) of three passes of
-#: :func:`fastbp._update.finish_and_step`: ``step`` (finish and step, fused),
-#: ``finish`` and ``clipped_step`` (the two passes of a clipped batch); 0 for
-#: a pass the configuration does not run (the full-batch objective runs
-#: ``finish`` only).
-Entries = bundle(
-    namedtuple("Entries", ["chunk", "weight_sum", "step", "finish", "clipped_step"])
-)
-
 #: The arrays of one training call that :func:`run_epoch` takes: the
-#: training data, the network, the flat
-#: parameters, the chunks' workspace, the parameter blocks, the optimizer,
-#: the finished-gradient scratch, the per-layer gradient norms and the
-#: per-dtype kernels called.  They stay the same from epoch to epoch; what
+#: training data, the network, the flat parameters, the chunks' workspace, the
+#: parameter blocks, the optimizer, the finished-gradient scratch and the
+#: per-layer gradient norms.  They stay the same from epoch to epoch; what
 #: changes (the sample order, Adam's update count) comes as arguments.
 EpochBundle = bundle(
     namedtuple(
         "EpochBundle",
         ["data", "net", "params", "work", "blocks", "opt", "grad",
-         "layer_grad_norms", "entries"],
+         "layer_grad_norms"],
     )
 )  # fmt: skip
 
@@ -73,18 +59,11 @@ def run_epoch(
     parallel_chunks,
     parallel_blocks,
     dropout,
-    itemsize,
 ):
     """Train one epoch in place.
 
-    The float arrays of the bundle (``data.X``, ``data.X_data``, ``data.Y``,
-    ``data.sample_weight``, ``params``, ``work.ws``, ``work.chunk_grads``,
-    ``opt.state_1``, ``opt.state_2``, ``grad``) are their bytes
-    (:func:`fastbp._numba.erased.as_bytes`) and ``itemsize`` is their dtype's: the loop
-    only hands them on, to :func:`fastbp._backprop.batch_gradients` and
-    :func:`fastbp._update.finish_and_step` (which do the same, down to the
-    per-dtype kernels in ``entries``, called with
-    :func:`fastbp._numba.erased.call_erased`), so it is compiled once for every dtype.
+    Compiled for the dtype of the bundle's float arrays (all one dtype) and
+    the configuration's switches.
 
     Parameters
     ----------
@@ -96,10 +75,9 @@ def run_epoch(
         a full batch; the shorter last batch fits in it), ``blocks``
         (:class:`fastbp._update.Blocks`), ``opt``
         (:class:`fastbp._update.Optimizer`, updated in place), ``grad``
-        (scratch for the finished gradient), ``layer_grad_norms`` (receives
-        the sum over batches of each layer's coefficient-gradient L2 norm,
-        before clipping) and ``entries`` (:class:`Entries`: the kernels
-        called, for the dtype and this configuration).
+        (scratch for the finished gradient) and ``layer_grad_norms``
+        (receives the sum over batches of each layer's coefficient-gradient
+        L2 norm, before clipping).
     order : ndarray of int64
         The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
     batch_size : int
@@ -120,8 +98,6 @@ def run_epoch(
     dropout : fastbp._backprop.Dropout or None
         Inverted dropout of the hidden layers; ``None`` compiles no dropout
         code.
-    itemsize : int
-        Bytes per element of the float arrays.
 
     Returns
     -------
@@ -136,7 +112,7 @@ def run_epoch(
         Adam's update counter after the epoch.
 
     """
-    data, net, params, work, blocks, opt, grad, layer_grad_norms, entries = bundle
+    data, net, params, work, blocks, opt, grad, layer_grad_norms = bundle
     n = order.shape[0]
     layer_sq = work.layer_sq
     layer_grad_norms[:] = 0.0
@@ -154,9 +130,8 @@ def run_epoch(
             )
         data_loss, sw_sum = call_separately(
             batch_gradients,
-            (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout,
-             entries, itemsize),
-        )  # fmt: skip
+            (data, net, params, rows, work, batch_n_chunks, parallel_chunks, dropout),
+        )
         if not math.isfinite(data_loss):
             status = NON_FINITE_LOSS
         inv_sw = inverse_weight_sum(sw_sum)
@@ -164,15 +139,13 @@ def run_epoch(
             sq_w, sq_g = call_separately(
                 finish_and_step,
                 (None, None, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks,
-                 entries.step, itemsize),
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
         else:
             sq_w, sq_g = call_separately(
                 finish_and_step,
                 (True, None, None, None, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks,
-                 entries.finish, itemsize),
+                 params, grad, alpha, inv_sw, opt, 1.0, layer_sq, parallel_blocks),
             )  # fmt: skip
             # Rescale to a global L2 norm of at most max_grad_norm, then step.
             norm = math.sqrt(sq_g)
@@ -180,8 +153,7 @@ def run_epoch(
             call_separately(
                 finish_and_step,
                 (None, True, adam, sgd, blocks, work.chunk_grads, batch_n_chunks,
-                 params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks,
-                 entries.clipped_step, itemsize),
+                 params, grad, alpha, inv_sw, opt, scale, layer_sq, parallel_blocks),
             )  # fmt: skip
         if adam is not None:
             adam_t += 1

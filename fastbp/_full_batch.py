@@ -16,14 +16,7 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
-from ._numba import (
-    ORCHESTRATOR,
-    RETURNS_NOTHING,
-    call_erased,
-    call_separately,
-    jit,
-    smaller,
-)
+from ._numba import ORCHESTRATOR, call_separately, jit, smaller
 from ._update import finish_and_step, inverse_weight_sum
 
 
@@ -50,9 +43,6 @@ def loss_grad(
     sub_rows,
     parallel_chunks,
     parallel_blocks,
-    entries,
-    add_into,
-    itemsize,
 ):
     """Loss and gradient of the batch ``rows``, normalised as scikit-learn does.
 
@@ -69,13 +59,6 @@ def loss_grad(
     (shape ``(1, n_params)``, zeros) receives the raw sum; Python allocates
     it: an allocation here would compile numba's allocation helpers and
     reference counting into the first full-batch fit.
-
-    As the epoch loop, this takes the float arrays as bytes
-    (:func:`fastbp._numba.erased.as_bytes`, ``itemsize`` per element) and calls the
-    per-dtype kernels by address: ``entries`` (a
-    :class:`fastbp._epoch.Entries` whose ``finish`` pass takes one summed
-    gradient row) and ``add_into`` (:func:`_add_into`).  It is compiled once
-    for every dtype.
     """
     n = rows.shape[0]
     total = sums[0]
@@ -86,22 +69,18 @@ def loss_grad(
         sub_chunks = smaller(n_chunks, sub.shape[0])
         sub_loss, sub_sw = call_separately(
             batch_gradients,
-            (data, net, params, sub, work, sub_chunks, parallel_chunks, None,
-             entries, itemsize),
-        )  # fmt: skip
+            (data, net, params, sub, work, sub_chunks, parallel_chunks, None),
+        )
         loss_sum += sub_loss
         sw_sum += sub_sw
         for c in range(sub_chunks):  # fixed order: thread-count independent
-            call_erased(
-                add_into, itemsize, RETURNS_NOTHING, (total, work.chunk_grads[c])
-            )
+            call_separately(_add_into, (total, work.chunk_grads[c]))
     inv_sw = inverse_weight_sum(sw_sum)
     # Typed constants, not literals: numba would compile a copy per literal.
     sq_w, _ = call_separately(
         finish_and_step,
         (True, None, None, None, blocks, sums, np.int64(1), params, grad, alpha,
-         inv_sw, opt, 1.0, work.layer_sq, parallel_blocks, entries.finish,
-         itemsize),
+         inv_sw, opt, 1.0, work.layer_sq, parallel_blocks),
     )  # fmt: skip
     return (loss_sum + 0.5 * alpha * sq_w) * inv_sw
 

@@ -23,43 +23,28 @@ from ._backprop import (
     Dropout,
     Net,
     Workspace,
-    chunk_loss_grad,
-    forward,
     n_chunks_for,
     predict_rows,
-    weight_sum,
     workspace_layout,
 )
-from ._epoch import Entries
 from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
-from ._numba import as_bytes, kernel_address
 from ._optimizers import N_HYPER
 from ._update import (
     PARALLEL_MIN_PARAMS,
     Optimizer,
     parameter_blocks,
-    update_block_address,
 )
 
 #: The fields of :class:`fastbp._backprop.Data` in the fit's float dtype.
 _FLOAT_FIELDS = frozenset({"X", "X_data", "Y", "sample_weight"})
 
 
-def _data_bytes(data):
-    """``data`` with its float arrays as bytes (``_numba.erased.as_bytes``)."""
-    return data._replace(
-        **{name: as_bytes(getattr(data, name)) for name in _FLOAT_FIELDS}
-    )
-
-
 def _check_dtypes(data, params):
     """Raise unless every float array of ``data`` has the parameters' dtype.
 
-    The dtype-free loops read the arrays as bytes and the kernels they call
-    re-type every one of them with the parameters' item size: an array of
-    another dtype would be read as garbage, not converted.  Checked where an
-    address is first computed (every new combination of array types is).
+    The kernels are compiled for one float dtype: another dtype would
+    compile a mixed variant (or fail to) instead of being converted.
     """
     for name in _FLOAT_FIELDS:
         dtype = getattr(data, name).dtype
@@ -68,26 +53,6 @@ def _check_dtypes(data, params):
                 f"Data.{name} is {dtype}, the parameters are {params.dtype}: "
                 "every float array of a fit must have the parameters' dtype."
             )
-
-
-def _type_key(values):
-    """What fixes the numba types of ``values``, cheaply (a cache key)."""
-    return tuple(
-        (v.dtype.str, v.ndim, v.flags.c_contiguous, v.flags.writeable)
-        if isinstance(v, np.ndarray)
-        else v
-        for v in values
-    )
-
-
-def _work_bytes(work):
-    """A :class:`fastbp._backprop.Workspace` with its float arrays as bytes."""
-    return work._replace(ws=as_bytes(work.ws), chunk_grads=as_bytes(work.chunk_grads))
-
-
-def _optimizer_bytes(opt):
-    """An :class:`fastbp._update.Optimizer` with its state vectors as bytes."""
-    return opt._replace(state_1=as_bytes(opt.state_1), state_2=as_bytes(opt.state_2))
 
 
 #: Rows per block of prediction (the unit of work of one kernel step; a
@@ -159,25 +124,6 @@ def _thread_pool():
                 thread_name_prefix="fastbp",
             )
         return _pool
-
-
-#: Kernel addresses computed so far in this process (see :func:`_cached_address`).
-_ADDRESSES = {}
-
-
-def _cached_address(key, compute):
-    """``compute()`` (kernel addresses) once per ``key`` in this process.
-
-    Keys start with what they address and hold everything that fixes the
-    types the addresses are compiled for (:func:`_type_key`); no network's
-    sizes or activations enter the types, so every network shares them (each
-    ``partial_fit`` call makes a new network: asking numba again was ~1 ms of
-    every call).
-    """
-    value = _ADDRESSES.get(key)
-    if value is None:
-        value = _ADDRESSES[key] = compute()
-    return value
 
 
 class Network:
@@ -280,71 +226,6 @@ class Network:
                            adam, alpha, max_grad_norm, grad, layer_grad_norms,
                            dropout)  # fmt: skip
 
-    def _forward_entry(self, data, net, params, a_off, z_off):
-        """Address of :func:`fastbp._backprop.forward` for a prediction's types."""
-
-        def compute():
-            _check_dtypes(data, params)
-            typeof = numba.typeof
-            return kernel_address(
-                forward,
-                (typeof(data), typeof(net), typeof(params),
-                 numba.types.Array(numba.types.int64, 1, "C"),
-                 numba.types.Array(typeof(params).dtype, 1, "C"), typeof(a_off),
-                 typeof(z_off), typeof(data.is_sparse), numba.types.none),
-                numba.types.none,
-            )  # fmt: skip
-
-        return _cached_address(("forward", params.dtype.str, _type_key(data)), compute)
-
-    def _entries(self, config, data, net, params, work, optimizer, grad, dropout):
-        """The :class:`fastbp._epoch.Entries` of an epoch (compiled or loaded once).
-
-        ``config`` is ``(adam, sgd, clip, parallel_chunks, no_dropout)``, with
-        ``adam``/``sgd`` the kernels' switches (``True`` or ``None``) and
-        ``clip`` a bool; ``clip=None`` asks for the full-batch objective's
-        entries (the finish pass only, over one summed gradient).  The loops
-        take their float arrays as bytes; these are the kernels they call,
-        for this dtype, configuration and the arrays' real types.
-        """
-
-        def compute():
-            _check_dtypes(data, params)
-            adam_on, sgd_on, clip, _, _ = config
-            typeof = numba.typeof
-            types = numba.types
-            row = types.Array(typeof(params).dtype, 1, "C")
-            rows = types.Array(types.int64, 1, "C")
-            chunk = kernel_address(
-                chunk_loss_grad,
-                (typeof(data), typeof(net), typeof(params), rows, row,
-                 typeof(work.a_off), typeof(work.z_off), typeof(work.d_off), row,
-                 typeof(data.is_sparse), typeof(dropout)),
-                types.float64,
-            )  # fmt: skip
-            weights = kernel_address(
-                weight_sum, (typeof(data.sample_weight), rows), types.float64
-            )
-
-            def mode(*switches):
-                # The full-batch objective's summed gradient row has the type of
-                # the chunk gradients (a C-ordered 2-D array of the dtype).
-                return update_block_address(
-                    switches, self.blocks, work.chunk_grads, params, grad, optimizer
-                )
-
-            step = finish = clipped_step = 0
-            if clip is None or clip:
-                finish = mode(True, None, None, None)
-            if clip:
-                clipped_step = mode(None, True, adam_on, sgd_on)
-            elif clip is not None:
-                step = mode(None, None, adam_on, sgd_on)
-            return Entries(chunk, weights, step, finish, clipped_step)
-
-        key = ("epoch", params.dtype.str, config, _type_key(data))
-        return _cached_address(key, compute)
-
     def loss_grad(self, Xk, Y, sample_weight, params, alpha, grad, rows=None):
         """Loss and gradient (into ``grad``) of the batch ``rows`` (default: all).
 
@@ -355,44 +236,25 @@ class Network:
         sub_batch = min(rows.shape[0], SUB_BATCH_ROWS)
         work, n_chunks = self.workspace(sub_batch, params.dtype, Xk[4])
         data = Data(*Xk, Y, sample_weight)
+        _check_dtypes(data, params)
         no_state = params[:0]
         opt = Optimizer(np.zeros(N_HYPER), no_state, no_state)
-        parallel_chunks = _flag(n_chunks > 1)
-        net = self.net(params.dtype, sub_batch)
-        entries = self._entries(
-            (None, None, None, parallel_chunks, True), data, net, params, work,
-            opt, grad, None,
-        )  # fmt: skip
         return _full_batch.loss_grad(
-            _data_bytes(data),
-            net,
-            as_bytes(params),
+            data,
+            self.net(params.dtype, sub_batch),
+            params,
             rows,
-            _work_bytes(work),
+            work,
             n_chunks,
             self.blocks,
-            _optimizer_bytes(opt),
+            opt,
             float(alpha),
-            as_bytes(grad),
-            as_bytes(np.zeros((1, params.shape[0]), dtype=params.dtype)),
+            grad,
+            np.zeros((1, params.shape[0]), dtype=params.dtype),
             SUB_BATCH_ROWS,
-            parallel_chunks,
+            _flag(n_chunks > 1),
             self.parallel_blocks,
-            entries,
-            self._add_into_entry(params.dtype),
-            params.itemsize,
         )
-
-    def _add_into_entry(self, dtype):
-        """Address of :func:`fastbp._full_batch._add_into` for ``dtype``."""
-
-        def compute():
-            vector = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-            return kernel_address(
-                _full_batch._add_into, (vector, vector), numba.types.none
-            )
-
-        return _cached_address(("add_into", np.dtype(dtype).str), compute)
 
     def _prediction_layout(self, is_sparse):
         """``(a_off, z_off, size)`` of a prediction's workspace (cached)."""
@@ -417,6 +279,7 @@ class Network:
             return out
         dummy = np.empty((0, out.shape[1]), dtype=params.dtype)
         data = Data(*Xk, dummy, np.empty(0, dtype=params.dtype))
+        _check_dtypes(data, params)
         index = np.arange(n, dtype=np.int64)
         n_blocks = -(-n // PREDICT_ROWS)
         n_threads = max(1, min(numba.get_num_threads(), n_blocks // 2))
@@ -425,14 +288,11 @@ class Network:
         edges.append(n)
         a_off, z_off, size = self._prediction_layout(Xk[4])
         net = self.net(params.dtype)
-        entry = self._forward_entry(data, net, params, a_off, z_off)
-        data = _data_bytes(data)
 
         def share(t):
             ws = np.empty(size, dtype=params.dtype)
-            predict_rows(data, net, as_bytes(params), index, edges[t], edges[t + 1],
-                         PREDICT_ROWS, as_bytes(ws), a_off, z_off, as_bytes(out),
-                         entry, params.itemsize)  # fmt: skip
+            predict_rows(data, net, params, index, edges[t], edges[t + 1],
+                         PREDICT_ROWS, ws, a_off, z_off, out)  # fmt: skip
 
         if n_threads == 1:
             share(0)
@@ -453,29 +313,17 @@ class EpochRunner:
                  dropout):  # fmt: skip
         work, n_chunks = network.workspace(batch_size, params.dtype, Xk[4])
         data = Data(*Xk, Y, sample_weight)
-        config = (
-            _flag(adam),
-            _flag(not adam),
-            max_grad_norm is not None,
-            _flag(n_chunks > 1),
-            dropout is None,
-        )
-        adam_on, sgd_on, _, parallel_chunks, _ = config
-        net = network.net(params.dtype, batch_size)
-        entries = network._entries(
-            config, data, net, params, work, optimizer, grad, dropout
-        )
+        _check_dtypes(data, params)
         self.hyper = optimizer.hyper
         self._dropout = dropout
         self._bundle = _epoch.EpochBundle(
-            _data_bytes(data), net, as_bytes(params), _work_bytes(work),
-            network.blocks, _optimizer_bytes(optimizer), as_bytes(grad),
-            layer_grad_norms, entries,
+            data, network.net(params.dtype, batch_size), params, work,
+            network.blocks, optimizer, grad, layer_grad_norms,
         )  # fmt: skip
         self._settings = (
-            int(batch_size), n_chunks, adam_on, sgd_on, float(alpha),
+            int(batch_size), n_chunks, _flag(adam), _flag(not adam), float(alpha),
             None if max_grad_norm is None else float(max_grad_norm),
-            parallel_chunks, network.parallel_blocks, params.itemsize,
+            _flag(n_chunks > 1), network.parallel_blocks,
         )  # fmt: skip
 
     def run(self, order, adam_t, dropout_epoch=0):
@@ -488,12 +336,12 @@ class EpochRunner:
         between epochs (learning-rate schedules).
         """
         (batch_size, n_chunks, adam_on, sgd_on, alpha, max_grad_norm,
-         parallel_chunks, parallel_blocks, itemsize) = self._settings  # fmt: skip
+         parallel_chunks, parallel_blocks) = self._settings  # fmt: skip
         dropout = self._dropout
         if dropout is not None:
             dropout = dropout._replace(epoch=np.int64(dropout_epoch))
         return _epoch.run_epoch(
             self._bundle, order, batch_size, n_chunks, adam_on, sgd_on,
             int(adam_t), alpha, max_grad_norm, parallel_chunks, parallel_blocks,
-            dropout, itemsize,
+            dropout,
         )  # fmt: skip

@@ -23,16 +23,13 @@ order, so results are the same either way.
 
 from collections import namedtuple
 
-import numba
 import numpy as np
 
 from ._numba import (
     ORCHESTRATOR,
-    RETURNS_NOTHING,
     bundle,
-    call_erased,
+    call_separately,
     jit,
-    kernel_address,
     parallel_for,
     worker_args,
 )
@@ -132,23 +129,6 @@ def _update_block(b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
     blocks.partial[b, 1] = sq_g
 
 
-def update_block_address(switches, blocks, chunk_grads, params, grad, opt):
-    """Address of :func:`_update_block` for a pass's switches and real arrays.
-
-    ``switches`` is ``(finish_only, step_only, adam, sgd)`` as
-    :func:`finish_and_step` takes them; the arrays are the pass's, in their
-    dtype (not as bytes).  Compiles or loads the block kernel first.
-    """
-    typeof = numba.typeof
-    types = numba.types
-    argtypes = (
-        types.int64, *map(typeof, switches), typeof(blocks), typeof(chunk_grads),
-        types.int64, typeof(params), typeof(grad), types.float64, types.float64,
-        typeof(opt), types.float64,
-    )  # fmt: skip
-    return kernel_address(_update_block, argtypes, types.none)
-
-
 @jit(from_python=False)
 def _block(ctx, b):
     """Block ``b`` of :func:`finish_and_step`'s parallel pass.
@@ -157,9 +137,9 @@ def _block(ctx, b):
     pass's arguments; the block writes its own entries and partial sums.
     """
     (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks, params,
-     grad, alpha, inv_sw, opt, scale, update, itemsize) = worker_args(ctx)  # fmt: skip
-    call_erased(
-        update, itemsize, RETURNS_NOTHING,
+     grad, alpha, inv_sw, opt, scale) = worker_args(ctx)  # fmt: skip
+    call_separately(
+        _update_block,
         (b, finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
          params, grad, alpha, inv_sw, opt, scale),
     )  # fmt: skip
@@ -168,7 +148,7 @@ def _block(ctx, b):
 @jit(opt=ORCHESTRATOR, from_python=False)
 def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
                     n_chunks, params, grad, alpha, inv_sw, opt, scale, layer_sq,
-                    parallel, update, itemsize):  # fmt: skip
+                    parallel):  # fmt: skip
     """One block-wise pass over the parameters: finish the gradient and/or step.
 
     What the pass does is chosen by switches, each ``True`` or ``None``, and
@@ -189,18 +169,14 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
     ``layer_sq[l]`` then holds the squared L2 norm of layer ``l``'s
     coefficient gradient and ``(||W||^2, ||grad||^2)`` is returned.
 
-    The float arrays (``chunk_grads``, ``params``, ``grad``, ``opt``'s state)
-    come as bytes (:func:`fastbp._numba.erased.as_bytes`), ``itemsize`` per element,
-    and each block is :func:`_update_block` compiled for the dtype and the
-    switches (its address ``update``, from :func:`update_block_address`),
-    called through :func:`fastbp._numba.erased.call_erased`: the pass is compiled
-    once for every dtype.
+    Each block is :func:`_update_block`, compiled on its own (at -O3) for the
+    dtype and the switches.
     """
     n_blocks = blocks.start.shape[0]
     if parallel is None:
         for b in range(n_blocks):
-            call_erased(
-                update, itemsize, RETURNS_NOTHING,
+            call_separately(
+                _update_block,
                 (b, finish_only, step_only, adam, sgd, blocks, chunk_grads,
                  n_chunks, params, grad, alpha, inv_sw, opt, scale),
             )  # fmt: skip
@@ -208,7 +184,7 @@ def finish_and_step(finish_only, step_only, adam, sgd, blocks, chunk_grads,
         parallel_for(
             _block,
             (finish_only, step_only, adam, sgd, blocks, chunk_grads, n_chunks,
-             params, grad, alpha, inv_sw, opt, scale, update, itemsize),
+             params, grad, alpha, inv_sw, opt, scale),
             n_blocks,
         )  # fmt: skip
     sq_w = 0.0

@@ -19,7 +19,6 @@ module                    what it holds
 :mod:`.calls`             kernels calling kernels: by symbol
                           (:func:`call_separately`) and by address
                           (:func:`call_at`, :class:`KernelTable`)
-:mod:`.erased`            float arrays passed as bytes (:func:`call_erased`)
 :mod:`.parallel`          one compiled parallel launcher (:func:`parallel_for`)
 :mod:`.gemm`              BLAS ``gemm`` at raw addresses
 ========================  =====================================================
@@ -42,7 +41,6 @@ from .compile import (
     jit,
     smaller,
 )
-from .erased import RETURNS_FLOAT, RETURNS_NOTHING, as_bytes, call_erased
 from .parallel import parallel_for, worker_args
 from .threads import kernel_threads, max_threads, resolve_n_jobs
 
@@ -50,14 +48,10 @@ __all__ = [
     "FASTMATH",
     "LEAF",
     "ORCHESTRATOR",
-    "RETURNS_FLOAT",
-    "RETURNS_NOTHING",
     "KernelTable",
     "array_type",
-    "as_bytes",
     "bundle",
     "call_at",
-    "call_erased",
     "call_separately",
     "compile_report",
     "counting_compiles",

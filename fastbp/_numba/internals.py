@@ -67,13 +67,11 @@ INTERNALS = {
     ),
     "linking": Internal(
         "CodeLibrary._reload_init, llvmlite.binding.add_symbol, numba's "
-        "calling convention and array structs, in intrinsics (calls.py, "
-        "parallel.py, erased.py)",
+        "calling convention, in intrinsics (calls.py, parallel.py)",
         "each kernel compiled once instead of once per caller (a first fit "
         "~35% shorter), activations and losses compiled only when used "
         "(1-2 s per dtype), one parallel launcher instead of a parfor per "
-        "caller (~0.7 s per dtype), the loops compiled once for both dtypes "
-        "(~3.4 s of a first float32 fit)",
+        "caller (~0.7 s per dtype)",
         None,
     ),
     "blas": Internal(

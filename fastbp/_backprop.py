@@ -40,6 +40,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._activations import DERIVATIVE, FORWARD, GELU
+from ._boundary import check_predict, checked
 from ._linalg import NN, NT, PRODUCT, TN
 from ._losses import DELTA, OUTPUT
 from ._numba import (
@@ -443,6 +444,7 @@ def batch_gradients(data, net, params, rows, work, n_chunks, parallel, dropout):
     return loss_sum, sw_sum
 
 
+@checked(check_predict)
 @jit(opt=ORCHESTRATOR)
 def predict_rows(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off, out):
     """Predictions ``y_hat`` (after the output activation) of rows ``lo:hi``.

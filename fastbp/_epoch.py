@@ -17,6 +17,7 @@ import math
 from collections import namedtuple
 
 from ._backprop import batch_gradients
+from ._boundary import check_epoch, checked
 from ._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller
 from ._optimizers import (
     ADAM_LR_T,
@@ -45,6 +46,7 @@ OK = 0
 NON_FINITE_LOSS = 1
 
 
+@checked(check_epoch)
 @jit(opt=ORCHESTRATOR)
 def run_epoch(
     bundle,

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.optimize
 
 from ._backprop import batch_gradients
+from ._boundary import check_loss_grad, checked
 from ._numba import ORCHESTRATOR, call_separately, jit, smaller
 from ._update import finish_and_step, inverse_weight_sum
 
@@ -27,6 +28,7 @@ def _add_into(total, part):
         total[k] += part[k]
 
 
+@checked(check_loss_grad)
 @jit(opt=ORCHESTRATOR)
 def loss_grad(
     data,

@@ -27,6 +27,7 @@ from ._backprop import (
     predict_rows,
     workspace_layout,
 )
+from ._boundary import check_epoch, check_order
 from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
 from ._losses import DELTA, OUTPUT, REPORTED
 from ._optimizers import N_HYPER
@@ -314,6 +315,7 @@ class EpochRunner:
         work, n_chunks = network.workspace(batch_size, params.dtype, Xk[4])
         data = Data(*Xk, Y, sample_weight)
         _check_dtypes(data, params)
+        self._n_rows = int(Y.shape[0])
         self.hyper = optimizer.hyper
         self._dropout = dropout
         self._bundle = _epoch.EpochBundle(
@@ -325,6 +327,9 @@ class EpochRunner:
             None if max_grad_norm is None else float(max_grad_norm),
             _flag(n_chunks > 1), network.parallel_blocks,
         )  # fmt: skip
+        # Everything but the order, once: the bundle is the runner's own.
+        check_epoch(self._bundle, np.empty(0, dtype=np.int64), *self._settings[:4],
+                    0, *self._settings[4:], dropout)  # fmt: skip
 
     def run(self, order, adam_t, dropout_epoch=0):
         """Train one epoch in place; ``(loss_sum, n_batches, status, adam_t)``.
@@ -340,7 +345,8 @@ class EpochRunner:
         dropout = self._dropout
         if dropout is not None:
             dropout = dropout._replace(epoch=np.int64(dropout_epoch))
-        return _epoch.run_epoch(
+        check_order(order, self._n_rows)
+        return _epoch.run_epoch.kernel(
             self._bundle, order, batch_size, n_chunks, adam_on, sgd_on,
             int(adam_t), alpha, max_grad_norm, parallel_chunks, parallel_blocks,
             dropout,

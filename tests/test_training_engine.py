@@ -463,11 +463,11 @@ def test_epoch_and_prediction_loops_are_compiled_for_each_dtype_once():
     from fastbp import _backprop, _epoch, _full_batch, _update
 
     loops = (
-        _epoch.run_epoch,
-        _backprop.predict_rows,
+        _epoch.run_epoch.kernel,
+        _backprop.predict_rows.kernel,
         _backprop.batch_gradients,
         _update.finish_and_step,
-        _full_batch.loss_grad,
+        _full_batch.loss_grad.kernel,
     )
     X = np.random.RandomState(0).standard_normal((300, 6))
     y = np.arange(300) % 3

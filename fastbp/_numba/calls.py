@@ -256,6 +256,14 @@ class KernelTable:
             self._addresses[key] = address
         return address
 
+    def code_of(self, address, dtype):
+        """The code whose address for ``dtype`` this table handed out, else None."""
+        dtype = np.dtype(dtype).str
+        for (code, member_dtype), value in self._addresses.items():
+            if value == address and member_dtype == dtype:
+                return code
+        return None
+
     def compile_all(self, dtype):
         """Compile (or load) every member for ``dtype`` (:func:`fastbp.warm_cache`)."""
         for code in self.kernels:

@@ -117,7 +117,7 @@ _CHILD = textwrap.dedent(
         yield "bogus activation address", replace(
             args, at(1, 3), net.act_forward + 8)
         yield "bogus loss address", replace(args, at(1, 6), np.int64(12345))
-        yield "bogus product address", replace(args, at(1, 8), np.int64(0))
+        yield "bogus product address", replace(args, at(1, 8), np.int64(-1))
         yield "coefficients beyond the parameters", replace(
             args, at(1, 1), net.coef_off + 10**6)
         yield "layer sizes beyond the parameters", replace(

@@ -93,10 +93,7 @@ def test_every_internal_says_what_it_buys_and_what_replaces_it():
     for name, internal in internals.INTERNALS.items():
         assert internal.uses.endswith(".py)"), name  # where it is used
         assert re.search(r"\d+(\.\d+)? m?s\b", internal.buys), name  # measured
-        assert internal.instead is None or len(internal.instead) > 20, name
-    assert [n for n, i in internals.INTERNALS.items() if i.instead is None] == [
-        "linking"
-    ]
+        assert len(internal.instead) > 20, name  # every one has a public path
 
 
 _BROKEN = textwrap.dedent(
@@ -117,9 +114,13 @@ _BROKEN = textwrap.dedent(
     elif which == "cache":
         from numba.core.caching import CompileResultCacheImpl as impl
         impl._locator_classes = tuple(impl._locator_classes)
-    elif which == "linking":
-        import llvmlite.binding
-        del llvmlite.binding.add_symbol
+    elif which == "linking":  # numba's code libraries lost their _reload_init
+        from numba.core.codegen import JITCodeLibrary
+        for cls in JITCodeLibrary.__mro__:
+            init = vars(cls).get("__init__")
+            names = getattr(getattr(init, "__code__", None), "co_names", ())
+            if "_reload_init" in names:
+                cls.__init__ = (lambda f: lambda self, *a, **k: f(self, *a, **k))(init)
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(300, 5)), np.arange(300) % 3
     with warnings.catch_warnings(record=True) as caught:
@@ -155,10 +156,12 @@ def _child(which, tmp_path):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("which", ["blas", "compile_policy", "cache"])
+@pytest.mark.parametrize("which", ["blas", "compile_policy", "cache", "linking"])
 def test_a_changed_internal_falls_back_to_numbas_public_path(which, tmp_path):
     # As if a numba release had changed the internal: one warning naming
-    # it, numba's public path, the model of the intact process.
+    # it, numba's public path, the model of the intact process.  Both
+    # processes share one cache: code compiled on one path is never loaded
+    # on the other (linked code loaded where tables hold codes crashed).
     intact, broken = _child("nothing", tmp_path), _child(which, tmp_path)
     assert not intact["warnings"] and all(intact["usable"].values()), intact
     assert broken["usable"][which] is False, broken
@@ -166,9 +169,3 @@ def test_a_changed_internal_falls_back_to_numbas_public_path(which, tmp_path):
     assert f"for {which!r}" in warning, warning
     for a, b in zip(intact["coefs"], broken["coefs"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-
-
-def test_an_internal_without_a_public_path_fails_at_import(tmp_path):
-    result = _child("linking", tmp_path)
-    assert "does not support numba" in result["import_error"], result
-    assert "'linking'" in result["import_error"], result

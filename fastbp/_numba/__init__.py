@@ -16,22 +16,15 @@ module                    what it holds
 :mod:`.threads`           numba's thread pool and ``n_jobs``; fastbp's calls
                           take turns on numba's workqueue layer
 :mod:`.blas_pools`        other OpenBLAS pools kept off the kernels' cores
-:mod:`.calls`             kernels calling kernels: by symbol
-                          (:func:`call_separately`) and by address
-                          (:func:`call_at`, :class:`KernelTable`)
-:mod:`.parallel`          one compiled parallel launcher (:func:`parallel_for`)
+:mod:`.calls`             kernels calling kernels (:func:`call_separately`,
+                          :func:`call_at` members of a :class:`KernelTable`)
+:mod:`.linking`           their internal path: by symbol and by address
+:mod:`.parallel`          :func:`parallel_for`: one compiled parallel launcher
 :mod:`.gemm`              BLAS ``gemm`` at raw addresses
 ========================  =====================================================
 """
 
-from .calls import (
-    KernelTable,
-    array_type,
-    bundle,
-    call_at,
-    call_separately,
-    kernel_address,
-)
+from .calls import KernelTable, array_type, bundle, call_at, call_separately
 from .compile import (
     FASTMATH,
     LEAF,
@@ -56,7 +49,6 @@ __all__ = [
     "compile_report",
     "counting_compiles",
     "jit",
-    "kernel_address",
     "kernel_threads",
     "max_threads",
     "parallel_for",

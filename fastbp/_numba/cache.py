@@ -53,15 +53,28 @@ def _kernel_modules():
 _KERNEL_MODULES = _kernel_modules()
 
 
-def _kernel_source_stamp():
-    digest = hashlib.sha256()
-    for name in _KERNEL_MODULES:
-        with open(os.path.join(_PACKAGE_DIR, name), "rb") as f:
-            digest.update(f.read())
-    return ("fastbp", digest.hexdigest())
+_stamp = None
 
 
-_SOURCE_STAMP = _kernel_source_stamp()
+def _source_stamp():
+    """The cache key of every kernel: all kernel modules, and how kernels call.
+
+    Kernels compiled through :mod:`.linking` call their callees by symbol
+    and table members at addresses; on numba's public path they call them
+    plainly and dispatch on codes.  Code of one kind must never be loaded in
+    a process of the other (a table code called as an address crashes), so
+    the two are cached apart.
+    """
+    global _stamp
+    if _stamp is None:
+        from .calls import LINKED  # imported by the time anything compiles
+
+        digest = hashlib.sha256()
+        for name in _KERNEL_MODULES:
+            with open(os.path.join(_PACKAGE_DIR, name), "rb") as f:
+                digest.update(f.read())
+        _stamp = ("fastbp", digest.hexdigest(), "linked" if LINKED else "public")
+    return _stamp
 
 
 class _LockedIndexDataCacheFile(IndexDataCacheFile):
@@ -76,8 +89,14 @@ class _LockedIndexDataCacheFile(IndexDataCacheFile):
     numba unpickles a whole index before it compares its source stamp, so an
     index written by another fastbp (types that no longer exist) or a
     damaged file failed every later fit; such an index or data file is read
-    as missing (one warning), and the next save replaces it.
+    as missing (one warning), and the next save replaces it.  So is a data
+    file that holds another kernel's code (copied over, or an index pointing
+    at the wrong file), before any of it is loaded.
     """
+
+    def __init__(self, qualname, **kwargs):
+        super().__init__(**kwargs)
+        self._qualname = qualname
 
     def _load_index(self):
         try:
@@ -88,10 +107,28 @@ class _LockedIndexDataCacheFile(IndexDataCacheFile):
 
     def load(self, key):
         try:
-            return super().load(key)
+            data = super().load(key)
         except Exception as exc:  # a damaged data file: compile again
             _warn_unreadable(self._cache_path, exc)
             return None
+        if data is not None and not self._holds(key, data):
+            _warn_unreadable(self._cache_path, "another kernel's code")
+            return None
+        return data
+
+    def _holds(self, key, data):
+        """Whether ``data`` is the reduced compile result of this kernel for ``key``.
+
+        numba's reduced form is ``(library, fndesc, environment, signature,
+        ...)`` and ``key`` starts with the argument types.
+        """
+        try:
+            fndesc, signature = data[1], data[3]
+            return fndesc.qualname == self._qualname and tuple(signature.args) == tuple(
+                key[0]
+            )
+        except Exception:  # not the form fastbp knows: not loaded
+            return False
 
     def save(self, key, data):
         if fcntl is None:  # pragma: no cover
@@ -151,8 +188,8 @@ def _built_ahead(path):
 def _fastbp_locator(cls):
     """Numba's locator class ``cls`` keyed on all kernel modules, read-only too.
 
-    * Its source stamp is :data:`_SOURCE_STAMP`: numba keys a function's cache
-      on its own source file, but a kernel's machine code includes the
+    * Its source stamp is :func:`_source_stamp`: numba keys a function's
+      cache on its own source file, but a kernel's machine code includes the
       kernels it calls from other files.
     * A directory that is not writable but already holds a cache (built
       ahead of time with :func:`fastbp.warm_cache`, then mounted read-only,
@@ -169,7 +206,7 @@ def _fastbp_locator(cls):
                     raise
 
         def get_source_stamp(self):
-            return _SOURCE_STAMP
+            return _source_stamp()
 
     Locator.__name__ = Locator.__qualname__ = "Fastbp" + cls.__name__
     return Locator
@@ -204,9 +241,10 @@ class _KernelCache(FunctionCache):
         super().__init__(py_func)
         self._nrt = nrt
         self._cache_file = _LockedIndexDataCacheFile(
+            py_func.__qualname__,
             cache_path=self._cache_path,
             filename_base=self._impl.filename_base,
-            source_stamp=_SOURCE_STAMP,
+            source_stamp=_source_stamp(),
         )
 
     def load_overload(self, sig, target_context):
@@ -271,12 +309,14 @@ def _warn_once(what, message):
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def _warn_unreadable(path, exc):
+def _warn_unreadable(path, reason):
+    """Say once that an entry in ``path`` was ignored (``reason``: an exception)."""
+    if isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}"
     _warn_once(
         "unreadable",
         f"fastbp: ignored an unreadable entry of numba's cache in {path} "
-        f"({type(exc).__name__}: {exc}); the kernel is compiled again and the "
-        "entry replaced.",
+        f"({reason}); the kernel is compiled again and the entry replaced.",
     )
 
 

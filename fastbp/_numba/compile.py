@@ -179,11 +179,12 @@ def jit(*, parallel=False, opt=LEAF, from_python=True, allocates=False, inline=F
         options.update(no_cpython_wrapper=True)
     if inline:
         options.update(inline="always")
-    if not allocates:
-        # No reference counting (numba's NRT): a kernel that allocates nothing
-        # needs none, and an atomic incref/decref for every array slice made
-        # was ~10% of an online (batch_size=1) epoch.
-        options.update(_nrt=False)
+    # No reference counting (numba's NRT) where a kernel allocates nothing:
+    # an atomic incref/decref for every array slice made was ~10% of an
+    # online (batch_size=1) epoch.  Set either way: a kernel that does not
+    # set it inherits its caller's (a plain call from a kernel without NRT
+    # would compile an allocating callee without it, which numba refuses).
+    options.update(_nrt=allocates)
 
     if not internals.usable("compile_policy", _check_compile_internals):
         return _public_njit(options)

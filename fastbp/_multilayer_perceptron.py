@@ -56,6 +56,7 @@ from ._validation import (
     PARAMETER_CONSTRAINTS,
     check_class_weight,
     check_dropout,
+    check_finite_weights,
     check_hidden_layer_sizes,
     check_layer_shapes,
     check_parameter_count,
@@ -261,7 +262,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         products raise ``ValueError`` otherwise; the kernels would read out of
         bounds).  Weights that are not float32 or float64 (integers,
         booleans, float16) compute in float64, as numpy's products promote
-        them in scikit-learn.
+        them in scikit-learn.  NaN or infinite weights raise ``ValueError``
+        (scikit-learn predicts NaN from them).
         """
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b) for b in self.intercepts_]
@@ -289,6 +291,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 f"coefs_[-1] has {fan_in} columns, but the model has "
                 f"n_outputs_={n_outputs}."
             )
+        check_finite_weights(coefs, intercepts)
         dtype = np.result_type(*coefs, *intercepts)
         if dtype not in (np.float32, np.float64):
             dtype = np.dtype(np.float64)
@@ -440,6 +443,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             # Continue from coefs_/intercepts_ as they are now (also when set
             # by hand).
             check_layer_shapes(self.coefs_, self.intercepts_, layer_units)
+            check_finite_weights(self.coefs_, self.intercepts_)
             params = ParamLayout(layer_units).pack(self.coefs_, self.intercepts_, dtype)
         self.n_outputs_ = y.shape[1]
         # Trained with the loss value scikit-learn reports and decides on.

@@ -215,6 +215,22 @@ def check_layer_shapes(coefs, intercepts, layer_units):
         )
 
 
+def check_finite_weights(coefs, intercepts):
+    """Raise ``ValueError`` naming the first weight array with NaN or infinity.
+
+    fastbp's own fits never end with non-finite weights; these were set by
+    hand.  scikit-learn would predict NaN from them (and train on NaN);
+    fastbp refuses, before any kernel runs.
+    """
+    for name, arrays in (("coefs_", coefs), ("intercepts_", intercepts)):
+        for i, a in enumerate(arrays):
+            if not np.isfinite(a).all():
+                raise ValueError(
+                    f"{name}[{i}] contains NaN or infinity; a model's weights "
+                    "must be finite."
+                )
+
+
 def check_sparse_structure(X, name="X"):
     """Raise ``ValueError`` unless a CSR/CSC matrix's index arrays are sound.
 

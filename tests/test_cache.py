@@ -23,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -641,21 +642,25 @@ _DAMAGED = textwrap.dedent(
 @pytest.mark.skipif(
     internals.PUBLIC_ONLY, reason="numba's own cache fails on damaged entries"
 )
-@pytest.mark.parametrize("damage", ["index", "data"])
+@pytest.mark.parametrize("damage", ["index", "data", "copied"])
 def test_a_damaged_cache_entry_is_compiled_again(damage, tmp_path):
     # A cut data file or a garbled index (a full disk, a killed copy, another
-    # fastbp's index) made every later fit fail in numba's unpickling.
+    # fastbp's index) made every later fit fail in numba's unpickling; a data
+    # file copied over another loaded another kernel's code.
     cache = tmp_path / "cache"
     first = _run_with_cache(_DAMAGED, cache, tmp_path)
     assert not first["warnings"], first
     suffix = ".nbi" if damage == "index" else ".nbc"
     files = sorted(p for p in cache.rglob("*" + suffix))
-    assert files
-    for path in files:
+    assert len(files) > 1
+    contents = [path.read_bytes() for path in files]
+    for k, path in enumerate(files):
         if damage == "index":
-            path.write_bytes(path.read_bytes()[:20] + b"garbage" * 10)
-        else:
-            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+            path.write_bytes(contents[k][:20] + b"garbage" * 10)
+        elif damage == "data":
+            path.write_bytes(contents[k][: len(contents[k]) // 2])
+        else:  # each data file holds the next one's kernel
+            path.write_bytes(contents[(k + 1) % len(files)])
     for _ in range(2):  # the damaged entries are replaced by the first
         again = _run_with_cache(_DAMAGED, cache, tmp_path)
         np.testing.assert_array_equal(again["coefs"], first["coefs"])
@@ -664,6 +669,126 @@ def test_a_damaged_cache_entry_is_compiled_again(damage, tmp_path):
             assert "unreadable" in warning and str(cache) in warning, warning
         else:
             assert not again["warnings"], again
+
+
+def _tmpfs_or_skip():
+    """Skip where this process cannot mount a tmpfs in a private namespace.
+
+    CI sets ``FASTBP_REQUIRE_READ_ONLY_MOUNT=1``: there the test must run.
+    """
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c",
+         'd=$(mktemp -d) && mount -t tmpfs -o size=16k tmpfs "$d" && '
+         '! head -c 65536 /dev/zero > "$d/x" 2>/dev/null'],
+        capture_output=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        message = f"no private tmpfs mount here: {probe.stderr.decode()[-200:]}"
+        if os.environ.get("FASTBP_REQUIRE_READ_ONLY_MOUNT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.mark.skipif(
+    internals.PUBLIC_ONLY, reason="numba's own cache fails on a full disk"
+)
+def test_a_full_cache_disk_still_fits(tmp_path):
+    # numba's save raised "No space left on device" out of every fit whose
+    # cache sat on a full disk (scikit-learn works there).  A 16 kB tmpfs in a
+    # private mount namespace: each kernel stays compiled in memory, with one
+    # warning naming the directory, and the model is the usual one.
+    _tmpfs_or_skip()
+    reference = _run_with_cache(_DAMAGED, tmp_path / "reference", tmp_path)
+    cache = tmp_path / "full"
+    cache.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(_DAMAGED)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    mount = f"mount -t tmpfs -o size=16k tmpfs {cache} && exec {sys.executable} "
+    mount += str(script)
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True,
+                         text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    full = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(full["coefs"], reference["coefs"])
+    (warning,) = full["warnings"]
+    assert "could not save" in warning and str(cache) in warning, warning
+    assert "No space left" in warning, warning
+
+
+_INTERRUPTED = textwrap.dedent(
+    """
+    import json, time, warnings
+    import numpy as np
+    import fastbp
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(300, 5)), np.arange(300) % 3
+    params = dict(hidden_layer_sizes=(7,), max_iter=5, random_state=0,
+                  max_grad_norm=1.0)
+    print("ready", flush=True)
+    outcome, n_iter = "finished", None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            n_iter = fastbp.MLPClassifier(**params).fit(X, y).n_iter_
+        except KeyboardInterrupt:
+            outcome = "KeyboardInterrupt"
+        except BaseException as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = fastbp.MLPClassifier(**params).fit(X, y)
+    print(json.dumps({"outcome": outcome, "n_iter": n_iter,
+                      "warnings": [str(w.message) for w in caught],
+                      "coefs": again.coefs_[0].tolist()}))
+    """
+)
+
+
+@pytest.mark.skipif(
+    internals.PUBLIC_ONLY,
+    reason="numba's own cache load refreshes numba's registries outside any "
+    "compilation; an interrupt there leaves numba unable to type anything",
+)
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.0, 1.4])
+def test_ctrl_c_during_a_first_compile_interrupts_cleanly(delay, tmp_path):
+    # LLVM calls back into Python while it compiles; an interrupt raised in
+    # that callback was dropped by ctypes and surfaced as "RuntimeError: no
+    # compiled object yet" (3 of 5 tries), or was lost.  It must arrive as
+    # KeyboardInterrupt, or, during training, as scikit-learn's stop ("Training
+    # interrupted by user."), and the next fit must be the usual model.
+    import signal
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastbp.__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(delay)  # within the first fit's compilation (several seconds)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["outcome"] != "KeyboardInterrupt":
+        assert result["outcome"] == "finished", result["outcome"]
+        assert result["n_iter"] == 0
+        assert "Training interrupted by user." in result["warnings"], result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = fastbp.MLPClassifier(
+            hidden_layer_sizes=(7,), max_iter=5, random_state=0, max_grad_norm=1.0
+        ).fit(*_interrupted_data())
+    np.testing.assert_array_equal(result["coefs"], reference.coefs_[0])
+
+
+def _interrupted_data():
+    rng = np.random.RandomState(0)
+    return rng.normal(size=(300, 5)), np.arange(300) % 3
 
 
 _WAITS_FOR_LOCK = textwrap.dedent(

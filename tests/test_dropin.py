@@ -9,6 +9,7 @@ oracle is scipy on scikit-learn's own loss and gradient, or central
 differences.
 """
 
+import pickle
 import warnings
 
 import numpy as np
@@ -843,6 +844,35 @@ def test_predict_with_hand_set_coefs_as_sklearn(change, clf_data):
     got = ours.predict_proba(X)
     assert got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("where", ["coefs_", "intercepts_"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "score", "partial_fit", "warm_start"]
+)
+def test_non_finite_hand_set_weights_are_refused(method, value, where, clf_data):
+    # scikit-learn predicts NaN from them (a documented difference): fastbp
+    # names the array, before any kernel runs, and keeps the model.
+    X, y = clf_data
+    model = fastbp.MLPClassifier(hidden_layer_sizes=(9,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    getattr(model, where)[-1][0] = value
+    before = pickle.dumps(model)
+    call = {
+        "predict": lambda: model.predict(X),
+        "predict_proba": lambda: model.predict_proba(X),
+        "score": lambda: model.score(X, y),
+        "partial_fit": lambda: model.partial_fit(X, y),
+        "warm_start": lambda: model.set_params(warm_start=True).fit(X, y),
+    }[method]
+    with pytest.raises(ValueError, match=rf"{where}\[1\] contains NaN or infinity"):
+        call()
+    if method == "warm_start":
+        model.set_params(warm_start=False)
+    assert pickle.dumps(model) == before
 
 
 # --------------------------------------------------------------------------- #

@@ -25,6 +25,8 @@ is ``numba.njit(cache=True, ...)`` with public options only.
 """
 
 import gc
+import signal
+import threading
 import time
 from contextlib import contextmanager
 
@@ -234,6 +236,62 @@ def smaller(a, b):
     compilation of a first fit; this one is copied into its callers.
     """
     return b if b < a else a
+
+
+class _InterruptsHeld(_numba_event.Listener):
+    """Hold Ctrl-C while numba compiles one of fastbp's kernels; deliver it after.
+
+    LLVM calls back into Python while it compiles (llvmlite's object cache
+    notification is a ctypes callback); a ``KeyboardInterrupt`` raised there
+    is printed and dropped by ctypes, and the half-stored object surfaced as
+    ``RuntimeError: no compiled object yet`` (or the interrupt was lost and
+    the fit went on).  While the outermost compilation of a fastbp kernel runs
+    in the main thread, SIGINT only sets a flag; when it ends, the previous
+    handler is put back and the signal sent again, so the user's own handler
+    (``KeyboardInterrupt`` by default) runs then.  Other code's compilations,
+    and other threads, are left alone.
+    """
+
+    def __init__(self):
+        self.depth = 0
+        self.previous = None
+        self.pending = False
+
+    @staticmethod
+    def _ours(event):
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        dispatcher = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", None)
+        return (module or "").startswith("fastbp.")
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def on_start(self, event):
+        if not self._ours(event):
+            return
+        self.depth += 1
+        if self.depth == 1:
+            previous = signal.getsignal(signal.SIGINT)
+            # None: a handler installed from C, which Python cannot put back.
+            if previous is not None:
+                self.previous = previous
+                signal.signal(signal.SIGINT, self._hold)
+
+    def on_end(self, event):
+        if not self._ours(event):
+            return
+        self.depth -= 1
+        if self.depth == 0 and self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+            if self.pending:
+                self.pending = False
+                signal.raise_signal(signal.SIGINT)
+
+
+_numba_event.register("numba:compile", _InterruptsHeld())
 
 
 class _CompileCounter(_numba_event.Listener):

@@ -397,7 +397,7 @@ def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
     """numpy's rate on the products of fastbp's mini-batches alone (GFLOP/s).
 
     fastbp splits a batch into fixed chunks of rows
-    (:func:`fastbp._backprop.n_chunks_for`) and runs each chunk's products
+    (:func:`fastbp._kernels.backprop.n_chunks_for`) and runs each chunk's products
     with one BLAS thread, the chunks spread over ``threads`` threads: for
     every layer the forward product, the weight-gradient product and, above
     the input layer, the delta product.  This runs exactly those products,
@@ -412,7 +412,7 @@ def products_gflops(layer_units, batch_size, dtype, threads=THREADS, repeats=5):
 
     from threadpoolctl import threadpool_limits
 
-    from fastbp._backprop import n_chunks_for
+    from fastbp._kernels.backprop import n_chunks_for
 
     units = [int(u) for u in layer_units]
     n_chunks = n_chunks_for(batch_size)

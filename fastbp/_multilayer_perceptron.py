@@ -43,13 +43,13 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _full_batch
-from ._activations import activation_codes
 from ._callbacks import CallbackSupportMixin, FitHooks, init_fit_context
-from ._losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
+from ._kernels import full_batch as _full_batch
+from ._kernels.activations import activation_codes
+from ._kernels.losses import LOSSES, OUTPUT_ACTIVATION, REPORTED
+from ._kernels.optimizers import STOCHASTIC_SOLVERS, OptimizerState
 from ._network import Network, kernel_input
 from ._numba import compile_report, kernel_threads
-from ._optimizers import STOCHASTIC_SOLVERS, OptimizerState
 from ._params import ParamLayout, glorot_uniform
 from ._validation import (
     FULL_BATCH_SOLVERS,

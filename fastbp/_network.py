@@ -2,8 +2,8 @@
 
 :class:`Network` turns a ``ParamLayout``, the activation
 codes and the loss code into the named tuples the kernels take
-(:class:`fastbp._backprop.Net`, :class:`~fastbp._backprop.Workspace`,
-:class:`fastbp._update.Blocks`), keeps the scratch buffers between calls, and
+(:class:`fastbp._kernels.backprop.Net`, :class:`~fastbp._kernels.backprop.Workspace`,
+:class:`fastbp._kernels.update.Blocks`), keeps the scratch buffers between calls, and
 decides in Python which compiled variant a call needs (parallel chunks or not,
 parallel blocks or not), so that a configuration compiles only what it runs.
 It holds arrays and plain values only.
@@ -16,9 +16,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _epoch, _full_batch
-from ._activations import DERIVATIVE, FORWARD
-from ._backprop import (
+from ._kernels import epoch as _epoch
+from ._kernels import full_batch as _full_batch
+from ._kernels.activations import DERIVATIVE, FORWARD
+from ._kernels.backprop import (
     Data,
     Dropout,
     Net,
@@ -27,17 +28,17 @@ from ._backprop import (
     predict_rows,
     workspace_layout,
 )
-from ._boundary import check_epoch, check_order
-from ._linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
-from ._losses import DELTA, OUTPUT, REPORTED
-from ._optimizers import N_HYPER
-from ._update import (
+from ._kernels.boundary import check_epoch, check_order
+from ._kernels.linalg import BLAS, LOOPS, PRODUCT, SMALL_ROWS
+from ._kernels.losses import DELTA, OUTPUT, REPORTED
+from ._kernels.optimizers import N_HYPER
+from ._kernels.update import (
     PARALLEL_MIN_PARAMS,
     Optimizer,
     parameter_blocks,
 )
 
-#: The fields of :class:`fastbp._backprop.Data` in the fit's float dtype.
+#: The fields of :class:`fastbp._kernels.backprop.Data` in the fit's float dtype.
 _FLOAT_FIELDS = frozenset({"X", "X_data", "Y", "sample_weight"})
 
 
@@ -137,7 +138,7 @@ class Network:
         Activation code of each hidden layer.
     loss_code : int
         Loss code (which fixes the output activation), plus
-        ``fastbp._losses.REPORTED`` for the value scikit-learn reports.
+        ``fastbp._kernels.losses.REPORTED`` for the value scikit-learn reports.
 
     """
 
@@ -153,13 +154,13 @@ class Network:
         self._scratch = {}
 
     def net(self, dtype, batch_size=None):
-        """The :class:`fastbp._backprop.Net` for ``dtype`` (cached).
+        """The :class:`fastbp._kernels.backprop.Net` for ``dtype`` (cached).
 
         Compiles (or loads) the network's activation, loss and product
         kernels for ``dtype`` the first time, and holds their addresses.
         ``batch_size`` is the batch a workspace is sized for (``None``:
         prediction); where it makes chunks of at most
-        :data:`fastbp._linalg.SMALL_ROWS` rows, the products are loops.
+        :data:`fastbp._kernels.linalg.SMALL_ROWS` rows, the products are loops.
         """
         small = batch_size is not None and _max_chunk_rows(batch_size) <= SMALL_ROWS
         key = (np.dtype(dtype).str, small)
@@ -303,7 +304,7 @@ class Network:
 
 
 class EpochRunner:
-    """:func:`fastbp._epoch.run_epoch` bound to one training call's arrays.
+    """:func:`fastbp._kernels.epoch.run_epoch` bound to one training call's arrays.
 
     Made by :meth:`Network.epochs`.  The bundle of arrays is built once,
     here, and the runner holds it for as long as it lives.

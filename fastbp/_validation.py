@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
-from ._activations import HIDDEN_ACTIVATIONS
+from ._kernels.activations import HIDDEN_ACTIVATIONS
 
 SOLVERS = ("lbfgs", "sgd", "adam", "cg")
 FULL_BATCH_SOLVERS = ("lbfgs", "cg")

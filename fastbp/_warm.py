@@ -6,10 +6,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
-from ._activations import DERIVATIVE, FORWARD
-from ._losses import DELTA, OUTPUT
+from ._kernels.activations import DERIVATIVE, FORWARD
+from ._kernels.losses import DELTA, OUTPUT
+from ._kernels.update import PARALLEL_MIN_PARAMS
 from ._numba import counting_compiles
-from ._update import PARALLEL_MIN_PARAMS
 
 #: Rows of the tiny training set: batches of 200 are split into two chunks.
 _N_ROWS = 300

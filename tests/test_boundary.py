@@ -23,7 +23,8 @@ _CHILD = textwrap.dedent(
     import scipy.sparse as sp
 
     import fastbp
-    from fastbp import _epoch, _full_batch, _network
+    from fastbp import _network
+    from fastbp._kernels import epoch as _epoch, full_batch as _full_batch
 
     ENTRIES = {
         "run_epoch": (_epoch, "run_epoch"),

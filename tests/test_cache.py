@@ -248,7 +248,7 @@ _LINK_LOADED = textwrap.dedent(
     import json
     import numba
     import numpy as np
-    from fastbp import _activations
+    from fastbp._kernels import activations as _activations
 
     # Compiled into the empty cache by the first child, loaded by the second.
     _activations.FORWARD.address(_activations.RELU, np.float64)
@@ -467,7 +467,7 @@ _USED_ONLY = textwrap.dedent(
     import json, warnings
     import numpy as np
     import fastbp
-    from fastbp import _activations, _losses
+    from fastbp._kernels import activations as _activations, losses as _losses
     from sklearn.exceptions import ConvergenceWarning
 
     rng = np.random.default_rng(2)
@@ -554,7 +554,7 @@ _RECOMPILE_CALLEES = _FIT_AND_REPORT + textwrap.dedent(
     """
     import itertools
     from numba.core.bytecode import FunctionIdentity
-    from fastbp import _backprop, _update
+    from fastbp._kernels import backprop as _backprop, update as _update
 
     fit()  # everything loads from the cache
     # Another process compiles the callees again and saves them over the
@@ -587,7 +587,7 @@ _PRODUCTS_LOADED = textwrap.dedent(
     import json, warnings
     import numpy as np
     import fastbp
-    from fastbp import _linalg
+    from fastbp._kernels import linalg as _linalg
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((203, 5))  # batches of 200 leave a last one of 3

@@ -13,8 +13,8 @@ from sklearn.neural_network import MLPClassifier as SKClassifier
 from sklearn.neural_network import MLPRegressor as SKRegressor
 
 import fastbp
-from fastbp._activations import HIDDEN_ACTIVATIONS, activation_codes
-from fastbp._losses import LOSSES
+from fastbp._kernels.activations import HIDDEN_ACTIVATIONS, activation_codes
+from fastbp._kernels.losses import LOSSES
 from fastbp._network import Network, kernel_input
 from fastbp._params import ParamLayout, glorot_uniform
 
@@ -250,7 +250,7 @@ def test_float32_is_kept(digits, solver):
 def test_n_jobs_does_not_change_the_model(digits, hidden):
     # Batches of 300 rows run in three chunks on the parallel launcher; with
     # 2100 hidden units the update pass runs its parameter blocks there too.
-    from fastbp._update import PARALLEL_MIN_PARAMS
+    from fastbp._kernels.update import PARALLEL_MIN_PARAMS
 
     X, y = digits
     n_params = 64 * hidden + hidden + hidden * 10 + 10

@@ -32,13 +32,13 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import fastbp  # noqa: E402
 from fastbp import (  # noqa: E402
-    _activations,
     _display,
     _gradient_check,
-    _losses,
     _multilayer_perceptron,
     _warm,
 )
+from fastbp._kernels import activations as _activations  # noqa: E402
+from fastbp._kernels import losses as _losses  # noqa: E402
 from fastbp._numba import call_at  # noqa: E402
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"

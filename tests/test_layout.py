@@ -27,11 +27,14 @@ PRIVATE_MODULES = ("numba.core", "numba.np", "numba.misc", "numba._", "llvmlite"
 
 
 def _outside_modules():
-    for name in sorted(os.listdir(PACKAGE)):
-        if name.endswith(".py"):
-            path = os.path.join(PACKAGE, name)
-            with open(path, encoding="utf-8") as f:
-                yield name, ast.parse(f.read(), path)
+    """Every module of fastbp outside ``fastbp._numba``."""
+    for folder, dirs, files in os.walk(PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d not in ("_numba", "__pycache__"))
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    yield os.path.relpath(path, PACKAGE), ast.parse(f.read(), path)
 
 
 def _root(node):

@@ -18,9 +18,8 @@ from sklearn.neural_network import MLPRegressor as SKRegressor
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import fastbp
-from fastbp._linalg import BLAS, LOOPS, NN, NT, PRODUCT, SMALL_ROWS, TN
-from fastbp._numba import call_at, call_separately
-from fastbp._optimizers import (
+from fastbp._kernels.linalg import BLAS, LOOPS, NN, NT, PRODUCT, SMALL_ROWS, TN
+from fastbp._kernels.optimizers import (
     ADAM,
     ADAM_LR_T,
     BETA_1,
@@ -34,7 +33,8 @@ from fastbp._optimizers import (
     LearningRateSchedule,
     adam_learning_rate,
 )
-from fastbp._update import Optimizer, finish_and_step, parameter_blocks
+from fastbp._kernels.update import Optimizer, finish_and_step, parameter_blocks
+from fastbp._numba import call_at, call_separately
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
@@ -300,7 +300,7 @@ def test_call_at_checks_types_when_the_caller_compiles():
     from numba.core import types
     from numba.core.errors import TypingError
 
-    from fastbp import _activations
+    from fastbp._kernels import activations as _activations
     from fastbp._numba import KernelTable, call_at
     from fastbp._numba.calls import LINKED
 
@@ -394,7 +394,9 @@ def test_every_named_tuple_of_the_kernel_modules_is_registered():
 
     from numba.extending import typeof_impl
 
-    from fastbp import _backprop, _epoch, _update
+    from fastbp._kernels import backprop as _backprop
+    from fastbp._kernels import epoch as _epoch
+    from fastbp._kernels import update as _update
     from fastbp._numba import cache
 
     found = set()
@@ -471,7 +473,10 @@ def test_epoch_and_prediction_loops_are_compiled_for_each_dtype_once():
     # Kernels take typed arrays: each loop has a float64 and a float32
     # variant (the float64 code is not reused with the arrays reinterpreted),
     # and another float32 fit compiles nothing more.
-    from fastbp import _backprop, _epoch, _full_batch, _update
+    from fastbp._kernels import backprop as _backprop
+    from fastbp._kernels import epoch as _epoch
+    from fastbp._kernels import full_batch as _full_batch
+    from fastbp._kernels import update as _update
 
     loops = (
         _epoch.run_epoch.kernel,

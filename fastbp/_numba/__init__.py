@@ -1,8 +1,7 @@
 """Everything fastbp asks of numba, llvmlite and OpenBLAS beyond plain ``njit``.
 
-The kernels (``fastbp._activations``, ``_losses``, ``_linalg``, ``_backprop``,
-``_update``, ``_epoch``, ``_full_batch``) are written against this package's
-names only; no other module of fastbp imports ``numba.core``,
+The kernels (the modules of :mod:`fastbp._kernels`) are written against this
+package's names only; no other module of fastbp imports ``numba.core``,
 ``numba.np.ufunc`` or ``llvmlite``, or reads an underscore attribute of a numba
 object (``tests/test_layout.py`` checks it).
 

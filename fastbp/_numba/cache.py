@@ -36,16 +36,19 @@ def _kernel_modules():
     """The files whose code can end up in a compiled kernel (derived, never kept).
 
     Every module of this package (the decorator's options and the calling
-    code it generates), and every module of fastbp that applies the
-    decorator.  Paths relative to the fastbp package.
+    code it generates), and every module of fastbp (and of its kernels
+    package) that applies the decorator.  Paths relative to the fastbp
+    package.
     """
     names = [os.path.join("_numba", name) for name in sorted(os.listdir(_NUMBA_DIR))
              if name.endswith(".py")]  # fmt: skip
-    for name in sorted(os.listdir(_PACKAGE_DIR)):
-        if name.endswith(".py"):
-            with open(os.path.join(_PACKAGE_DIR, name), encoding="utf-8") as f:
-                if "@jit(" in f.read():
-                    names.append(name)
+    for folder in ("", "_kernels"):
+        for name in sorted(os.listdir(os.path.join(_PACKAGE_DIR, folder))):
+            if name.endswith(".py"):
+                path = os.path.join(_PACKAGE_DIR, folder, name)
+                with open(path, encoding="utf-8") as f:
+                    if "@jit(" in f.read():
+                        names.append(os.path.join(folder, name))
     return tuple(names)
 
 

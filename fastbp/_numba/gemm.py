@@ -5,7 +5,7 @@ helper ``numba_xxgemm`` that numba's own ``np.dot`` calls, declared here with
 untyped pointers so that one compiled function serves both dtypes and no
 view, reshape or contiguity check is compiled into the kernels that multiply.
 Without it (or with ``FASTBP_NUMBA_PUBLIC_ONLY=1``) the products are
-``np.dot`` on views (:func:`fastbp._linalg.dot_product`).
+``np.dot`` on views (:func:`fastbp._kernels.linalg.dot_product`).
 """
 
 import numba

@@ -3,8 +3,8 @@
 :func:`run_epoch` receives the epoch's sample order (drawn in Python from the
 estimator's RandomState, as scikit-learn shuffles), walks the mini-batches
 ``order[0:b], order[b:2b], ...``, and for each one computes the raw chunk
-gradients (:func:`fastbp._backprop.batch_gradients`), then finishes, clips
-and steps in one block-wise pass (:func:`fastbp._update.finish_and_step`; two
+gradients (:func:`fastbp._kernels.backprop.batch_gradients`), then finishes, clips
+and steps in one block-wise pass (:func:`fastbp._kernels.update.finish_and_step`; two
 passes when clipping).  Nothing per batch returns to the interpreter; stopping
 rules, verbose output, callbacks and Ctrl-C act between calls.
 
@@ -16,17 +16,17 @@ goes on after a divergence and the best weights are restored).
 import math
 from collections import namedtuple
 
-from ._backprop import batch_gradients
-from ._boundary import check_epoch, checked
-from ._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller
-from ._optimizers import (
+from .._numba import ORCHESTRATOR, bundle, call_separately, jit, smaller
+from .backprop import batch_gradients
+from .boundary import check_epoch, checked
+from .optimizers import (
     ADAM_LR_T,
     BETA_1,
     BETA_2,
     LEARNING_RATE,
     adam_learning_rate,
 )
-from ._update import finish_and_step, inverse_weight_sum
+from .update import finish_and_step, inverse_weight_sum
 
 #: The arrays of one training call that :func:`run_epoch` takes: the
 #: training data, the network, the flat parameters, the chunks' workspace, the
@@ -70,13 +70,13 @@ def run_epoch(
     Parameters
     ----------
     bundle : EpochBundle
-        ``data`` (:class:`fastbp._backprop.Data`), ``net``
-        (:class:`fastbp._backprop.Net`), ``params`` (the flat parameter
+        ``data`` (:class:`fastbp._kernels.backprop.Data`), ``net``
+        (:class:`fastbp._kernels.backprop.Net`), ``params`` (the flat parameter
         vector, updated in place), ``work`` (a
-        :class:`fastbp._backprop.Workspace` sized for ``n_chunks`` chunks of
+        :class:`fastbp._kernels.backprop.Workspace` sized for ``n_chunks`` chunks of
         a full batch; the shorter last batch fits in it), ``blocks``
-        (:class:`fastbp._update.Blocks`), ``opt``
-        (:class:`fastbp._update.Optimizer`, updated in place), ``grad``
+        (:class:`fastbp._kernels.update.Blocks`), ``opt``
+        (:class:`fastbp._kernels.update.Optimizer`, updated in place), ``grad``
         (scratch for the finished gradient) and ``layer_grad_norms``
         (receives the sum over batches of each layer's coefficient-gradient
         L2 norm, before clipping).
@@ -84,7 +84,7 @@ def run_epoch(
         The epoch's sample order; batch ``k`` is ``order[k b : (k + 1) b]``.
     batch_size : int
     n_chunks : int
-        Chunks per full batch (``n_chunks_for`` in :mod:`fastbp._backprop`).
+        Chunks per full batch (``n_chunks_for`` in :mod:`fastbp._kernels.backprop`).
     adam, sgd : None or True
         Which optimizer: one is ``True``, the other ``None``; only that
         optimizer's code is compiled.
@@ -97,7 +97,7 @@ def run_epoch(
     parallel_chunks, parallel_blocks : None or True
         Whether chunks and parameter blocks run in parallel; ``None`` compiles
         and runs the serial code only.
-    dropout : fastbp._backprop.Dropout or None
+    dropout : fastbp._kernels.backprop.Dropout or None
         Inverted dropout of the hidden layers; ``None`` compiles no dropout
         code.
 

@@ -15,7 +15,7 @@ Three layers, as in stumpy:
 * :func:`batch_gradients` -- the orchestrator: a batch is split into a number
   of chunks that depends on the batch size only (never on the thread count),
   and the chunks run in parallel or, for a batch of one chunk, directly.
-  Each chunk writes its own buffer; the update layer (:mod:`fastbp._update`)
+  Each chunk writes its own buffer; the update layer (:mod:`fastbp._kernels.update`)
   sums them in a fixed order, so the gradient is
   bit-identical for any number of threads.
 * :class:`fastbp._network.Network` -- the Python side that owns the layout and
@@ -23,7 +23,7 @@ Three layers, as in stumpy:
 
 Every matrix is a row-major block of a flat array (the parameter vector, a
 chunk's workspace) named by its offset, and the products go straight to BLAS
-(or, for chunks of a few rows, to loops; :data:`fastbp._linalg.PRODUCT`, called
+(or, for chunks of a few rows, to loops; :data:`fastbp._kernels.linalg.PRODUCT`, called
 by address): no views or reshapes are compiled.  The first layer
 reads its input rows through an index array (no copy of X per batch); a scipy
 CSR matrix is read directly from ``data/indices/indptr``.
@@ -39,11 +39,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._activations import DERIVATIVE, FORWARD, GELU
-from ._boundary import check_predict, checked
-from ._linalg import NN, NT, PRODUCT, TN
-from ._losses import DELTA, OUTPUT
-from ._numba import (
+from .._numba import (
     ORCHESTRATOR,
     bundle,
     call_at,
@@ -53,6 +49,10 @@ from ._numba import (
     smaller,
     worker_args,
 )
+from .activations import DERIVATIVE, FORWARD, GELU
+from .boundary import check_predict, checked
+from .linalg import NN, NT, PRODUCT, TN
+from .losses import DELTA, OUTPUT
 
 #: The training data as the kernels read it.  Dense input is ``X`` (C order)
 #: and ``is_sparse`` is ``None``; sparse CSR input is
@@ -70,11 +70,11 @@ Data = bundle(
 #: (``[n_features, *hidden, n_out]``), the offsets of each layer's
 #: coefficients and intercepts in the flat parameter vector, the addresses of
 #: each hidden layer's activation kernels (``act_forward``,
-#: ``act_derivative``: :data:`fastbp._activations.FORWARD` and ``DERIVATIVE``)
+#: ``act_derivative``: :data:`fastbp._kernels.activations.FORWARD` and ``DERIVATIVE``)
 #: and of the loss's kernels (``loss_output``, ``loss_delta``:
-#: :data:`fastbp._losses.OUTPUT` and ``DELTA``), whether the loss value is
+#: :data:`fastbp._kernels.losses.OUTPUT` and ``DELTA``), whether the loss value is
 #: the one scikit-learn reports (``reported``), and the address of the
-#: matrix product the layers use (``product``: :data:`fastbp._linalg.PRODUCT`;
+#: matrix product the layers use (``product``: :data:`fastbp._kernels.linalg.PRODUCT`;
 #: BLAS, or loops where training runs chunks of a few rows).  Addresses are
 #: valid in this process only: :class:`fastbp._network.Network` makes a
 #: ``Net`` when a call needs one.

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import types as _numba_types
 
-from ._numba import KernelTable, array_type, jit
+from .._numba import KernelTable, array_type, jit
 
 IDENTITY = 0
 LOGISTIC = 1

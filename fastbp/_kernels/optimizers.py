@@ -17,7 +17,7 @@ _stochastic_optimizers.py``), written as single loops over one flat vector:
       p <- p - eta_t m / (sqrt(v) + eps)
 
 Each rule is written for one entry (:func:`sgd_entry`, :func:`adam_entry`);
-the update stage (:mod:`fastbp._update`) applies it to the whole vector in the
+the update stage (:mod:`fastbp._kernels.update`) applies it to the whole vector in the
 same pass that finishes (and, with ``max_grad_norm``, clips) the gradient.
 Learning-rate schedules act between epochs, in plain Python
 (:class:`LearningRateSchedule`); ``OptimizerState`` is what a solver
@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ._numba import jit
+from .._numba import jit
 
 SGD = 0
 ADAM = 1
@@ -38,7 +38,7 @@ ADAM = 1
 STOCHASTIC_SOLVERS = {"sgd": SGD, "adam": ADAM}
 
 
-# Layout of the ``hyper`` array of :class:`fastbp._update.Optimizer`.
+# Layout of the ``hyper`` array of :class:`fastbp._kernels.update.Optimizer`.
 LEARNING_RATE = 0
 MOMENTUM = 1
 NESTEROV = 2

@@ -1,6 +1,6 @@
 """The update stage: finish a batch's gradient, clip it, step the optimizer.
 
-After :func:`fastbp._backprop.batch_gradients`, each chunk of the batch has
+After :func:`fastbp._kernels.backprop.batch_gradients`, each chunk of the batch has
 left its raw gradient ``sum_i w_i dloss_i/dparams`` in its own buffer.  One
 pass over the flat parameter vector, in blocks that never straddle a layer,
 
@@ -11,7 +11,7 @@ pass over the flat parameter vector, in blocks that never straddle a layer,
 
       grad = (sum_c chunk_grad_c + alpha * W) * (1 / sum_i w_i)
 
-* and applies the optimizer step (:mod:`fastbp._optimizers`) to the same
+* and applies the optimizer step (:mod:`fastbp._kernels.optimizers`) to the same
   block while it is in cache.
 
 Gradient clipping rescales the whole batch gradient to a global L2 norm of at
@@ -25,7 +25,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._numba import (
+from .._numba import (
     ORCHESTRATOR,
     bundle,
     call_separately,
@@ -33,10 +33,10 @@ from ._numba import (
     parallel_for,
     worker_args,
 )
-from ._optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
+from .optimizers import adam_entry, adam_hyper, sgd_entry, sgd_hyper
 
 #: The optimizer's numbers as the kernels see them: its hyperparameters
-#: (``hyper``, indexed by :data:`fastbp._optimizers.LEARNING_RATE` etc.) and
+#: (``hyper``, indexed by :data:`fastbp._kernels.optimizers.LEARNING_RATE` etc.) and
 #: its state vectors (SGD's velocity, ``state_2`` unused; Adam's two moments).
 #: Which optimizer it is travels as two switches of its own (``adam`` and
 #: ``sgd``, one ``True`` and the other ``None``), so that only that

@@ -43,7 +43,7 @@ import math
 import numpy as np
 from numba import types as _numba_types
 
-from ._numba import KernelTable, array_type, jit
+from .._numba import KernelTable, array_type, jit
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1

@@ -15,10 +15,10 @@ assume the same objective at every step, which mini-batches would break.
 import numpy as np
 import scipy.optimize
 
-from ._backprop import batch_gradients
-from ._boundary import check_loss_grad, checked
-from ._numba import ORCHESTRATOR, call_separately, jit, smaller
-from ._update import finish_and_step, inverse_weight_sum
+from .._numba import ORCHESTRATOR, call_separately, jit, smaller
+from .backprop import batch_gradients
+from .boundary import check_loss_grad, checked
+from .update import finish_and_step, inverse_weight_sum
 
 
 @jit(from_python=False)
@@ -51,7 +51,7 @@ def loss_grad(
     ``loss = (sum_i w_i loss_i + alpha/2 ||W||^2) / sum_i w_i`` and
     ``grad = (sum_i w_i dloss_i + alpha W) / sum_i w_i`` (intercepts are not
     penalised); ``work.layer_sq`` receives each layer's squared
-    coefficient-gradient norm.  ``opt`` is an :class:`fastbp._update.Optimizer`
+    coefficient-gradient norm.  ``opt`` is an :class:`fastbp._kernels.update.Optimizer`
     with no state (no step is taken).
 
     The batch is walked in sub-batches of at most ``sub_rows`` rows, each split

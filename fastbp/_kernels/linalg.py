@@ -35,8 +35,8 @@ thread count.
 import numpy as np
 from numba import types
 
-from ._numba import KernelTable, array_type, jit
-from ._numba.gemm import NOTRANS, TRANS, address, gemm, gemm_usable
+from .._numba import KernelTable, array_type, jit
+from .._numba.gemm import NOTRANS, TRANS, address, gemm, gemm_usable
 
 #: Training chunks of at most this many rows multiply with loops
 #: (:func:`loop_product`) rather than BLAS calls.

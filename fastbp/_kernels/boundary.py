@@ -3,22 +3,24 @@
 Compiled code does no bounds checks: an array of another dtype, a shape that
 does not match the network, a non-contiguous view, an out-of-range row index
 or a kernel address the process never handed out would be read as garbage or
-crash the process.  The three kernels Python calls (:func:`fastbp._epoch.run_epoch`,
-:func:`fastbp._full_batch.loss_grad`, :func:`fastbp._backprop.predict_rows`) are
-therefore wrapped by :func:`checked`, which runs their argument check first;
-a check raises ``TypeError`` (a wrong type or dtype) or ``ValueError`` (a
-wrong shape, layout or value) and costs microseconds per call (one epoch,
-or one share of a prediction), plus one pass over a sparse input's indices.
+crash the process.  The three kernels Python calls
+(:func:`fastbp._kernels.epoch.run_epoch`,
+:func:`fastbp._kernels.full_batch.loss_grad`,
+:func:`fastbp._kernels.backprop.predict_rows`) are therefore wrapped by
+:func:`checked`, which runs their argument check first; a check raises
+``TypeError`` (a wrong type or dtype) or ``ValueError`` (a wrong shape,
+layout or value) and costs microseconds per call (one epoch, or one share of
+a prediction), plus one pass over a sparse input's indices.
 """
 
 import functools
 
 import numpy as np
 
-from ._activations import DERIVATIVE, FORWARD, GELU
-from ._linalg import PRODUCT
-from ._losses import DELTA, OUTPUT
-from ._optimizers import N_HYPER
+from .activations import DERIVATIVE, FORWARD, GELU
+from .linalg import PRODUCT
+from .losses import DELTA, OUTPUT
+from .optimizers import N_HYPER
 
 
 def checked(check):
@@ -88,7 +90,7 @@ def _member(name, address, table, dtype, codes):
 
 
 def _net(net, dtype, n_params):
-    """Check a :class:`fastbp._backprop.Net`; return its layer units and codes."""
+    """Check a :class:`fastbp._kernels.backprop.Net`; return its units and codes."""
     units = _array("net.layer_units", net.layer_units, np.int64, 1)
     L = units.shape[0] - 1
     if L < 1 or units.min() < 1:
@@ -127,7 +129,7 @@ def _net(net, dtype, n_params):
 
 
 def _data(data, dtype, units, with_targets):
-    """Check a :class:`fastbp._backprop.Data`; return its number of rows."""
+    """Check a :class:`fastbp._kernels.backprop.Data`; return its number of rows."""
     n_features, n_out = int(units[0]), int(units[-1])
     _switch("data.is_sparse", data.is_sparse)
     X = _array("data.X", data.X, dtype, 2)
@@ -176,7 +178,7 @@ def _workspace(name, ws, a_off, z_off, units, hidden, rows, is_sparse):
 
 
 def _work(work, dtype, units, hidden, n_params, chunks, rows, is_sparse):
-    """Check a :class:`fastbp._backprop.Workspace` for ``chunks`` x ``rows``."""
+    """Check a :class:`fastbp._kernels.backprop.Workspace` for ``chunks`` x ``rows``."""
     ws = _array("work.ws", work.ws, dtype, 2, writeable=True)
     _workspace("work.ws", ws, work.a_off, work.z_off, units, hidden, rows, is_sparse)
     d_off = _array("work.d_off", work.d_off, np.int64, 1)
@@ -245,7 +247,7 @@ def check_order(order, n_rows):
 
 def check_epoch(bundle, order, batch_size, n_chunks, adam, sgd, adam_t, alpha,
                 max_grad_norm, parallel_chunks, parallel_blocks, dropout):  # fmt: skip
-    """The arguments of :func:`fastbp._epoch.run_epoch`."""
+    """The arguments of :func:`fastbp._kernels.epoch.run_epoch`."""
     data, net, params, work, blocks, opt, grad, layer_grad_norms = bundle
     dtype, n_params = _params(params)
     units, hidden = _net(net, dtype, n_params)
@@ -285,7 +287,7 @@ def check_epoch(bundle, order, batch_size, n_chunks, adam, sgd, adam_t, alpha,
 def check_loss_grad(data, net, params, rows, work, n_chunks, blocks, opt, alpha,
                     grad, sums, sub_rows, parallel_chunks,
                     parallel_blocks):  # fmt: skip
-    """The arguments of :func:`fastbp._full_batch.loss_grad`."""
+    """The arguments of :func:`fastbp._kernels.full_batch.loss_grad`."""
     dtype, n_params = _params(params)
     _array("grad", grad, dtype, 1, writeable=True)
     _shape("grad", grad, (n_params,))
@@ -308,7 +310,7 @@ def check_loss_grad(data, net, params, rows, work, n_chunks, blocks, opt, alpha,
 
 def check_predict(data, net, params, index, lo, hi, block_rows, ws, a_off, z_off,
                   out):  # fmt: skip
-    """The arguments of :func:`fastbp._backprop.predict_rows`."""
+    """The arguments of :func:`fastbp._kernels.backprop.predict_rows`."""
     dtype, n_params = _params(params, writeable=False)
     units, hidden = _net(net, dtype, n_params)
     n = _data(data, dtype, units, with_targets=False)

@@ -1,7 +1,7 @@
 """How kernels call kernels: :func:`call_separately`, and :func:`call_at`.
 
 Two implementations, chosen once per process (the ``"linking"`` entry of
-:data:`.internals.INTERNALS`):
+``internals.INTERNALS``):
 
 * :mod:`.linking` (numba and llvmlite internals): a callee is compiled once
   and called by symbol, a table member at its address; a kernel's code is

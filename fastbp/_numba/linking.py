@@ -1,7 +1,7 @@
 """The ``linking`` internals: kernels calling kernels by symbol and by address.
 
-Internals used (the ``"linking"`` entry of :data:`.internals.INTERNALS`,
-checked by :func:`check` before this module is imported): numba's
+Internals used (the ``"linking"`` entry of ``internals.INTERNALS``,
+checked by ``check()`` before this module is imported): numba's
 ``CodeLibrary._reload_init`` (a cached caller loads its callees first),
 ``llvmlite.binding.add_symbol`` (callees bound to a process-independent
 name), ``default_mangler``, the target context's calling convention and

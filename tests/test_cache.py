@@ -278,22 +278,26 @@ def test_a_kernel_loaded_from_the_cache_still_links_into_new_code(tmp_path):
         np.testing.assert_array_equal(result["relu"], result["expected"])
 
 
-def _read_only_mount_or_skip():
-    """Skip where this process cannot make a read-only bind mount.
+def _private_mount_or_skip(what, probe_script):
+    """Skip where ``probe_script`` (a mount in a private namespace) fails.
 
     CI sets ``FASTBP_REQUIRE_READ_ONLY_MOUNT=1``: there the test must run.
     """
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c",
-         'd=$(mktemp -d) && mount --bind "$d" "$d" && '
-         'mount -o remount,ro,bind "$d" && ! touch "$d/x" 2>/dev/null'],
-        capture_output=True,
-    )  # fmt: skip
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", probe_script],
+                           capture_output=True)  # fmt: skip
     if probe.returncode != 0:
-        message = f"no read-only bind mount here: {probe.stderr.decode()[-200:]}"
+        message = f"no {what} here: {probe.stderr.decode()[-200:]}"
         if os.environ.get("FASTBP_REQUIRE_READ_ONLY_MOUNT") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def _read_only_mount_or_skip():
+    _private_mount_or_skip(
+        "read-only bind mount",
+        'd=$(mktemp -d) && mount --bind "$d" "$d" && '
+        'mount -o remount,ro,bind "$d" && ! touch "$d/x" 2>/dev/null',
+    )
 
 
 @pytest.mark.skipif(
@@ -672,21 +676,11 @@ def test_a_damaged_cache_entry_is_compiled_again(damage, tmp_path):
 
 
 def _tmpfs_or_skip():
-    """Skip where this process cannot mount a tmpfs in a private namespace.
-
-    CI sets ``FASTBP_REQUIRE_READ_ONLY_MOUNT=1``: there the test must run.
-    """
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c",
-         'd=$(mktemp -d) && mount -t tmpfs -o size=16k tmpfs "$d" && '
-         '! head -c 65536 /dev/zero > "$d/x" 2>/dev/null'],
-        capture_output=True,
-    )  # fmt: skip
-    if probe.returncode != 0:
-        message = f"no private tmpfs mount here: {probe.stderr.decode()[-200:]}"
-        if os.environ.get("FASTBP_REQUIRE_READ_ONLY_MOUNT") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    _private_mount_or_skip(
+        "private tmpfs mount",
+        'd=$(mktemp -d) && mount -t tmpfs -o size=16k tmpfs "$d" && '
+        '! head -c 65536 /dev/zero > "$d/x" 2>/dev/null',
+    )
 
 
 @pytest.mark.skipif(
